@@ -45,9 +45,14 @@ int hetmem_futex_wait(uint32_t *word, uint32_t val, int64_t deadline,
 		      bool intr)
 {
 	struct timespec ts, *abs = NULL;
+	bool forever = deadline < 0;
 
-	/* About 290 years: "forever", but still a timed, unrestarted wait. */
-	if (deadline < 0 && intr)
+	/*
+	 * About 104 days: "forever", but still a timed, unrestarted wait.
+	 * Should it ever expire, report a spurious wake-up (callers re-check
+	 * their condition and wait again), never a timeout.
+	 */
+	if (forever && intr)
 		deadline = hetmem_ktime_get() + (INT64_C(1) << 53);
 	if (deadline >= 0) {
 		ns_to_timespec(deadline, &ts);
@@ -60,7 +65,7 @@ int hetmem_futex_wait(uint32_t *word, uint32_t val, int64_t deadline,
 		case EAGAIN:
 			return 0;
 		case ETIMEDOUT:
-			return -ETIMEDOUT;
+			return forever ? 0 : -ETIMEDOUT;
 		case EINTR:
 			if (intr)
 				return -EINTR;

@@ -41,9 +41,17 @@ HETMEM_API unsigned long hetmem_jiffies(void)
 
 int64_t hetmem_timeout_to_deadline(long timeout)
 {
+	int64_t now;
+
 	if (timeout == HETMEM_MAX_SCHEDULE_TIMEOUT)
 		return -1;
-	return hetmem_ktime_get() + hetmem_jiffies_to_nsecs((unsigned long)timeout);
+	now = hetmem_ktime_get();
+	/* Negative timeouts are rejected by the callers; never overflow. */
+	if (timeout <= 0)
+		return now;
+	if (timeout > (INT64_MAX - now) / HETMEM_NSEC_PER_JIFFY)
+		return INT64_MAX;
+	return now + hetmem_jiffies_to_nsecs((unsigned long)timeout);
 }
 
 long hetmem_deadline_to_timeout(int64_t deadline)

@@ -24,26 +24,25 @@ struct th_case {
 	const struct th_test *test;
 	const struct th_variant *variant;
 	char *name;
+	bool selected;
 };
 
-/* Filled by constructors, so nothing here may need main() to have run. */
+/* Filled by constructors, so none of this may depend on main(). */
 static const struct th_test **tests;
-static size_t n_tests;
 static const struct th_variant **variants;
-static size_t n_variants;
-
 static struct th_case *cases;
-static size_t n_cases;
+static size_t n_tests, n_variants, n_cases;
+
 static double duration_s = -1;
 static long timeout_env = -1;
 static sigset_t orig_mask;
 
-/* MAP_SHARED so that a forked case can hand its skip reason to the parent. */
+/* MAP_SHARED so that a forked case can hand its skip reason back. */
 static struct {
 	char skip_reason[256];
 } *shared;
 
-/* Written only by the case's own thread between cases; others just read. */
+/* Written by the case's own thread outside the case; others only read. */
 static struct {
 	jmp_buf jb;
 	pthread_t owner;
@@ -52,102 +51,85 @@ static struct {
 	int status;
 } cur;
 
-static void *grow(void *arr, size_t n, size_t size)
+static void *must(void *p)
 {
-	arr = realloc(arr, (n + 1) * size);
-	if (!arr) {
+	if (!p) {
 		fputs("harness: out of memory\n", stderr);
 		abort();
 	}
-	return arr;
+	return p;
 }
+
+#define APPEND(arr, n, x) do {						\
+	(arr) = must(realloc((arr), ((n) + 1) * sizeof(*(arr))));	\
+	(arr)[(n)++] = (x);						\
+} while (0)
 
 void th_register_test(struct th_test *t)
 {
-	tests = grow(tests, n_tests, sizeof(*tests));
-	tests[n_tests++] = t;
+	APPEND(tests, n_tests, t);
 }
 
 void th_register_variant(struct th_variant *v)
 {
-	variants = grow(variants, n_variants, sizeof(*variants));
-	variants[n_variants++] = v;
+	APPEND(variants, n_variants, v);
 }
 
 /*
- * Compilers emit one translation unit's constructors in source order today;
- * sorting by line within a file keeps "definition order" true should a
- * toolchain ever reverse them, without mixing files.
+ * Compilers run one file's constructors in source order today; sorting by
+ * line within each file keeps definition order should one ever reverse
+ * them, without mixing files.
  */
 #define SORT_BY_LINE(arr, n) do {					\
 	for (size_t i = 1; i < (n); i++) {				\
 		__typeof__((arr)[0]) x = (arr)[i];			\
 		size_t j = i;						\
-		while (j && !strcmp((arr)[j - 1]->file, x->file) &&	\
-		       (arr)[j - 1]->line > x->line) {			\
+									\
+		for (; j && !strcmp((arr)[j - 1]->file, x->file) &&	\
+		       (arr)[j - 1]->line > x->line; j--)		\
 			(arr)[j] = (arr)[j - 1];			\
-			j--;						\
-		}							\
 		(arr)[j] = x;						\
 	}								\
 } while (0)
 
-static void add_case(const struct th_test *t, const struct th_variant *v,
-		     char *name)
+static void add_case(const struct th_test *t, const struct th_variant *v)
 {
-	if (!name) {
-		fputs("harness: out of memory\n", stderr);
-		abort();
-	}
-	cases = grow(cases, n_cases, sizeof(*cases));
-	cases[n_cases++] = (struct th_case){ t, v, name };
+	struct th_case c = { t, v, NULL, false };
+	int ret;
+
+	if (!t->fixture)
+		ret = asprintf(&c.name, "%s", t->name);
+	else if (!v)
+		ret = asprintf(&c.name, "%s.%s", t->fixture->name, t->name);
+	else
+		ret = asprintf(&c.name, "%s.%s.%s", t->fixture->name, v->name,
+			       t->name);
+	must(ret < 0 ? NULL : c.name);
+	APPEND(cases, n_cases, c);
 }
 
 static void expand_cases(void)
 {
-	char *name;
-
 	SORT_BY_LINE(tests, n_tests);
 	SORT_BY_LINE(variants, n_variants);
 	for (size_t i = 0; i < n_tests; i++) {
-		const struct th_test *t = tests[i];
-		bool any = false;
+		size_t before = n_cases;
 
-		if (!t->fixture) {
-			add_case(t, NULL, strdup(t->name));
-			continue;
-		}
-		for (size_t j = 0; j < n_variants; j++) {
-			const struct th_variant *v = variants[j];
-
-			if (v->fixture != t->fixture)
-				continue;
-			if (asprintf(&name, "%s.%s.%s", t->fixture->name,
-				     v->name, t->name) < 0)
-				name = NULL;
-			add_case(t, v, name);
-			any = true;
-		}
-		if (!any) {
-			if (asprintf(&name, "%s.%s", t->fixture->name,
-				     t->name) < 0)
-				name = NULL;
-			add_case(t, NULL, name);
-		}
+		for (size_t j = 0; tests[i]->fixture && j < n_variants; j++)
+			if (variants[j]->fixture == tests[i]->fixture)
+				add_case(tests[i], variants[j]);
+		if (n_cases == before)
+			add_case(tests[i], NULL);
 	}
 }
 
 static bool parse_seconds(const char *s, double *out)
 {
 	char *end;
-	double d;
 
 	errno = 0;
-	d = strtod(s, &end);
-	if (errno || end == s || *end || !isfinite(d) || d < 0)
-		return false;
-	*out = d;
-	return true;
+	*out = strtod(s, &end);
+	return !errno && end != s && !*end && isfinite(*out) && *out >= 0;
 }
 
 double harness_duration_s(void)
@@ -161,28 +143,31 @@ double harness_duration_s(void)
 	return env && parse_seconds(env, &d) ? d : TH_DEFAULT_DURATION;
 }
 
-/* One write per message, so lines from racing threads do not interleave. */
-static void emit_comment(const char *msg)
+/* Whole lines under the stdio lock, so racing threads do not interleave. */
+static void vlog(const char *prefix, const char *fmt, va_list ap)
 {
+	char buf[4096];
+	const char *msg = buf;
+
+	vsnprintf(buf, sizeof(buf), fmt, ap);
 	flockfile(stdout);
 	do {
 		size_t len = strcspn(msg, "\n");
 
-		fprintf(stdout, "# %.*s\n", (int)len, msg);
+		printf("# %s%.*s\n", prefix, (int)len, msg);
 		msg += len + (msg[len] == '\n');
+		prefix = "";
 	} while (*msg);
 	funlockfile(stdout);
 }
 
 void th_log(const char *fmt, ...)
 {
-	char buf[4096];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
+	vlog("", fmt, ap);
 	va_end(ap);
-	emit_comment(buf);
 }
 
 static bool in_case_process(void)
@@ -193,14 +178,13 @@ static bool in_case_process(void)
 
 void th_fail(const char *file, int line, const char *fmt, ...)
 {
-	char buf[4096];
-	int len = snprintf(buf, sizeof(buf), "%s:%d: ", file, line);
+	char where[PATH_MAX + 16];
 	va_list ap;
 
+	snprintf(where, sizeof(where), "%s:%d: ", file, line);
 	va_start(ap, fmt);
-	vsnprintf(buf + len, sizeof(buf) - len, fmt, ap);
+	vlog(where, fmt, ap);
 	va_end(ap);
-	emit_comment(buf);
 	if (in_case_process())
 		__atomic_store_n(&cur.status, TH_FAIL, __ATOMIC_RELAXED);
 }
@@ -223,7 +207,7 @@ void th_assert_failed(void)
 {
 	if (in_case_process() && pthread_equal(pthread_self(), cur.owner))
 		longjmp(cur.jb, 1);
-	/* Another thread or a grandchild: no frame to return to, so stop. */
+	/* Another thread or a grandchild: there is no frame to return to. */
 	fflush(stdout);
 	_exit(TH_FAIL);
 }
@@ -236,67 +220,58 @@ void th_skip(const char *file, int line, const char *fmt, ...)
 	if (!in_case_process() ||
 	    !__atomic_compare_exchange_n(&cur.status, &pass, TH_SKIP, false,
 					 __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
-		th_log("%s:%d: SKIP ignored: case already failed or not in a case",
+		th_log("%s:%d: SKIP ignored: not in a case, or already failed or skipped",
 		       file, line);
 		return;
 	}
 	va_start(ap, fmt);
 	vsnprintf(shared->skip_reason, sizeof(shared->skip_reason), fmt, ap);
 	va_end(ap);
-	/* The reason goes on the TAP result line, which must stay one line. */
+	/* It goes on the TAP result line, which must stay one line. */
 	for (char *p = shared->skip_reason; *p; p++)
 		if (*p == '\n' || *p == '#')
 			*p = ' ';
 }
 
-struct fdset {
-	int *fd;
-	size_t n;
-};
-
-static bool fd_snapshot(struct fdset *s)
+/* Returns the open fds as a malloc()ed array, or NULL without /proc. */
+static int *fd_snapshot(size_t *n)
 {
 	DIR *d = opendir("/proc/self/fd");
 	struct dirent *de;
+	int *fds = NULL;
 
-	s->fd = NULL;
-	s->n = 0;
+	*n = 0;
 	if (!d)
-		return false;
-	while ((de = readdir(d))) {
-		int fd = atoi(de->d_name);
-
-		if (de->d_name[0] == '.' || fd == dirfd(d))
-			continue;
-		s->fd = grow(s->fd, s->n, sizeof(*s->fd));
-		s->fd[s->n++] = fd;
-	}
+		return NULL;
+	APPEND(fds, *n, -1);
+	while ((de = readdir(d)))
+		if (de->d_name[0] != '.' && atoi(de->d_name) != dirfd(d))
+			APPEND(fds, *n, atoi(de->d_name));
 	closedir(d);
-	return true;
+	return fds;
 }
 
-static void fd_check(const struct fdset *before)
+static void fd_check(const int *before, size_t n_before)
 {
-	struct fdset after;
 	char path[64], target[PATH_MAX];
+	size_t n_after;
+	int *after = fd_snapshot(&n_after);
 
-	if (!fd_snapshot(&after))
-		return;
-	for (size_t i = 0; i < after.n; i++) {
+	for (size_t i = 0; i < n_after; i++) {
 		size_t j = 0;
 		ssize_t len;
 
-		while (j < before->n && before->fd[j] != after.fd[i])
+		while (j < n_before && before[j] != after[i])
 			j++;
-		if (j < before->n)
+		if (j < n_before)
 			continue;
-		snprintf(path, sizeof(path), "/proc/self/fd/%d", after.fd[i]);
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", after[i]);
 		len = readlink(path, target, sizeof(target) - 1);
 		target[len < 0 ? 0 : len] = '\0';
-		th_log("leaked fd %d -> %s", after.fd[i], target);
-		cur.status = TH_FAIL;
+		th_log("leaked fd %d -> %s", after[i], target);
+		__atomic_store_n(&cur.status, TH_FAIL, __ATOMIC_RELAXED);
 	}
-	free(after.fd);
+	free(after);
 }
 
 /* No local changes between setjmp() and longjmp(), so no volatile needed. */
@@ -314,15 +289,13 @@ static int run_in_process(const struct th_case *c)
 	const struct th_test *t = c->test;
 	const struct th_fixture *f = t->fixture;
 	const void *vdata = c->variant ? c->variant->data : NULL;
-	struct fdset before;
-	bool have_fds, setup_ok = true;
-	void *self = NULL;
+	void *self = t->self_size ? must(calloc(1, t->self_size)) : NULL;
+	bool setup_ok = true;
+	size_t n_fds;
+	int *fds;
 
 	shared->skip_reason[0] = '\0';
-	have_fds = fd_snapshot(&before);
-	if (t->self_size)
-		self = grow(NULL, 0, t->self_size);
-	memset(self, 0, t->self_size);
+	fds = fd_snapshot(&n_fds);
 	cur.owner = pthread_self();
 	cur.pid = getpid();
 	cur.status = TH_PASS;
@@ -337,9 +310,9 @@ static int run_in_process(const struct th_case *c)
 
 	__atomic_store_n(&cur.active, 0, __ATOMIC_RELEASE);
 	free(self);
-	if (have_fds)
-		fd_check(&before);
-	free(before.fd);
+	if (fds)
+		fd_check(fds, n_fds);
+	free(fds);
 	return __atomic_load_n(&cur.status, __ATOMIC_RELAXED);
 }
 
@@ -351,35 +324,33 @@ static double now_s(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static const char *signame(int sig)
+static void log_signal(int sig, bool core)
 {
+	const char *name = NULL;
+
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 32)
-	const char *abbrev = sigabbrev_np(sig);
-
-	if (abbrev) {
-		static char buf[16];
-
-		snprintf(buf, sizeof(buf), "SIG%s", abbrev);
-		return buf;
-	}
+	name = sigabbrev_np(sig);
 #endif
-	return strsignal(sig);
+	if (name)
+		th_log("killed by signal SIG%s%s", name, core ? " (core dumped)" : "");
+	else
+		th_log("killed by signal %d%s", sig, core ? " (core dumped)" : "");
 }
 
 static unsigned int case_timeout(const struct th_test *t)
 {
-	double extra = harness_duration_s() - TH_DEFAULT_DURATION;
+	double extra = duration_s - TH_DEFAULT_DURATION;
 
 	if (timeout_env >= 0)
 		return (unsigned int)timeout_env;
-	/* Case timeouts are written for the default stress duration. */
+	/* Timeouts are written for the default stress duration. */
 	if (t->timeout && extra > 0)
-		return t->timeout + (unsigned int)ceil(extra);
+		return t->timeout + (unsigned int)extra + 1;
 	return t->timeout;
 }
 
 /*
- * SIGCHLD stays blocked in the runner so sigtimedwait() can sleep until the
+ * SIGCHLD stays blocked in the runner, so sigtimedwait() sleeps until the
  * child exits or the deadline passes, with no handler and no alarm() race.
  */
 static int run_forked(const struct th_case *c)
@@ -387,8 +358,8 @@ static int run_forked(const struct th_case *c)
 	unsigned int timeout = case_timeout(c->test);
 	double deadline = now_s() + timeout;
 	sigset_t chld;
-	int ws, code;
-	pid_t pid;
+	pid_t pid, ret;
+	int ws;
 
 	fflush(stdout);
 	fflush(stderr);
@@ -406,10 +377,14 @@ static int run_forked(const struct th_case *c)
 
 	sigemptyset(&chld);
 	sigaddset(&chld, SIGCHLD);
-	while (waitpid(pid, &ws, timeout ? WNOHANG : 0) != pid) {
+	while ((ret = waitpid(pid, &ws, timeout ? WNOHANG : 0)) != pid) {
 		double left = deadline - now_s();
-		struct timespec ts;
+		struct timespec ts = { (time_t)left, 0 };
 
+		if (ret < 0 && errno != EINTR) {
+			th_log("waitpid: %s", strerror(errno));
+			return TH_FAIL;
+		}
 		if (!timeout)
 			continue;
 		if (left <= 0) {
@@ -418,114 +393,108 @@ static int run_forked(const struct th_case *c)
 			th_log("timeout after %us", timeout);
 			return TH_FAIL;
 		}
-		ts.tv_sec = (time_t)left;
 		ts.tv_nsec = (long)((left - ts.tv_sec) * 1e9);
 		sigtimedwait(&chld, NULL, &ts);
 	}
 
 	if (WIFSIGNALED(ws)) {
-		th_log("killed by signal %s%s", signame(WTERMSIG(ws)),
-		       WCOREDUMP(ws) ? " (core dumped)" : "");
+		log_signal(WTERMSIG(ws), WCOREDUMP(ws));
 		return TH_FAIL;
 	}
-	code = WEXITSTATUS(ws);
-	if (code != TH_PASS && code != TH_SKIP && code != TH_FAIL) {
-		th_log("exit status %d", code);
-		return TH_FAIL;
-	}
-	return code;
+	if (WEXITSTATUS(ws) == TH_PASS || WEXITSTATUS(ws) == TH_SKIP)
+		return WEXITSTATUS(ws);
+	if (WEXITSTATUS(ws) != TH_FAIL)
+		th_log("exit status %d", WEXITSTATUS(ws));
+	return TH_FAIL;
 }
 
-static void usage(FILE *out, const char *prog)
+static int parse_env(const char *prog)
 {
-	fprintf(out, "usage: %s [-l] [-f] [-d SECONDS] [CASE-PATTERN...]\n"
-		"  -l          list case names\n"
-		"  -f          fork and time out even when cases are named\n"
-		"  -d SECONDS  stress duration (HETMEM_STRESS_SECONDS, default 2)\n"
-		"Named cases run in-process without a timeout, for gdb.\n", prog);
-}
+	const char *env = getenv("HETMEM_STRESS_SECONDS");
+	char *end;
 
-int main(int argc, char **argv)
-{
-	bool list = false, force_fork = false, forking;
-	size_t n_run = 0, idx = 0, n_pass = 0, n_fail = 0, n_skip = 0;
-	bool *selected;
-	const char *env;
-	int opt;
-
-	setvbuf(stdout, NULL, _IOLBF, 0);
-	while ((opt = getopt(argc, argv, "hlfd:")) != -1) {
-		switch (opt) {
-		case 'l':
-			list = true;
-			break;
-		case 'f':
-			force_fork = true;
-			break;
-		case 'd':
-			if (!parse_seconds(optarg, &duration_s)) {
-				fprintf(stderr, "%s: bad duration '%s'\n",
-					argv[0], optarg);
-				return 2;
-			}
-			/* Helpers the cases exec should agree on it. */
-			setenv("HETMEM_STRESS_SECONDS", optarg, 1);
-			break;
-		case 'h':
-			usage(stdout, argv[0]);
-			return 0;
-		default:
-			usage(stderr, argv[0]);
-			return 2;
-		}
-	}
-	env = getenv("HETMEM_STRESS_SECONDS");
 	if (duration_s < 0 && env && !parse_seconds(env, &duration_s)) {
-		fprintf(stderr, "%s: bad HETMEM_STRESS_SECONDS '%s'\n",
-			argv[0], env);
-		return 2;
+		fprintf(stderr, "%s: bad HETMEM_STRESS_SECONDS '%s'\n", prog, env);
+		return -1;
 	}
 	if (duration_s < 0)
 		duration_s = TH_DEFAULT_DURATION;
 	env = getenv("HETMEM_TEST_TIMEOUT");
 	if (env) {
-		char *end;
-
 		timeout_env = strtol(env, &end, 10);
 		if (end == env || *end || timeout_env < 0 || timeout_env > INT_MAX) {
 			fprintf(stderr, "%s: bad HETMEM_TEST_TIMEOUT '%s'\n",
-				argv[0], env);
-			return 2;
+				prog, env);
+			return -1;
 		}
 	}
+	if (!getenv("HETMEM_WARN"))
+		setenv("HETMEM_WARN", "fatal", 1);
+	if (!strcmp(getenv("HETMEM_WARN"), "fatal"))
+		hetmem_set_warn_mode(HETMEM_WARN_FATAL);
+	return 0;
+}
+
+static const char usage[] =
+	"usage: %s [-l] [-f] [-d SECONDS] [CASE-PATTERN...]\n"
+	"  -l          list case names\n"
+	"  -f          fork and time out cases even when some are named\n"
+	"  -d SECONDS  stress duration (else HETMEM_STRESS_SECONDS, else 2)\n"
+	"Named cases run in-process without a timeout, for gdb.\n";
+
+static bool select_cases(const char *pattern)
+{
+	bool hit = false;
+
+	for (size_t i = 0; i < n_cases; i++) {
+		if (!strcmp(pattern, cases[i].name) ||
+		    !fnmatch(pattern, cases[i].name, 0))
+			cases[i].selected = hit = true;
+	}
+	return hit;
+}
+
+int main(int argc, char **argv)
+{
+	size_t n_run = 0, idx = 0, n_pass = 0, n_fail = 0, n_skip = 0;
+	bool list = false, forking = false;
+	int opt;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	while ((opt = getopt(argc, argv, "hlfd:")) != -1) {
+		if (opt == 'l') {
+			list = true;
+		} else if (opt == 'f') {
+			forking = true;
+		} else if (opt == 'd' && parse_seconds(optarg, &duration_s)) {
+			/* Helpers that the cases exec should agree. */
+			setenv("HETMEM_STRESS_SECONDS", optarg, 1);
+		} else {
+			fprintf(opt == 'h' ? stdout : stderr, usage, argv[0]);
+			return opt == 'h' ? 0 : 2;
+		}
+	}
+	if (parse_env(argv[0]))
+		return 2;
 
 	expand_cases();
-	if (list) {
-		for (size_t i = 0; i < n_cases; i++)
+	for (size_t i = 0; i < n_cases; i++) {
+		cases[i].selected = optind == argc;
+		if (list)
 			puts(cases[i].name);
-		return 0;
 	}
-
-	selected = calloc(n_cases + 1, sizeof(*selected));
-	for (size_t i = 0; i < n_cases; i++)
-		selected[i] = optind == argc;
+	if (list)
+		return 0;
 	for (int a = optind; a < argc; a++) {
-		bool hit = false;
-
-		for (size_t i = 0; i < n_cases; i++) {
-			if (!strcmp(argv[a], cases[i].name) ||
-			    !fnmatch(argv[a], cases[i].name, 0))
-				selected[i] = hit = true;
-		}
-		if (!hit) {
+		if (!select_cases(argv[a])) {
 			fprintf(stderr, "%s: no case matches '%s' (see -l)\n",
 				argv[0], argv[a]);
 			return 2;
 		}
 	}
+	forking |= optind == argc;
 	for (size_t i = 0; i < n_cases; i++)
-		n_run += selected[i];
-	forking = optind == argc || force_fork;
+		n_run += cases[i].selected;
 
 	shared = mmap(NULL, sizeof(*shared), PROT_READ | PROT_WRITE,
 		      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -533,14 +502,10 @@ int main(int argc, char **argv)
 		perror("mmap");
 		return 1;
 	}
-	if (!getenv("HETMEM_WARN"))
-		setenv("HETMEM_WARN", "fatal", 1);
-	if (!strcmp(getenv("HETMEM_WARN"), "fatal"))
-		hetmem_set_warn_mode(HETMEM_WARN_FATAL);
 	if (forking) {
 		sigset_t chld;
 
-		/* SIG_IGN would make the kernel reap cases behind our back. */
+		/* SIG_IGN would have the kernel reap cases behind our back. */
 		signal(SIGCHLD, SIG_DFL);
 		sigemptyset(&chld);
 		sigaddset(&chld, SIGCHLD);
@@ -548,32 +513,33 @@ int main(int argc, char **argv)
 	}
 
 	printf("TAP version 13\n");
-	if (!n_run)
-		printf("1..0 # SKIP no test cases\n");
-	else
+	if (n_run)
 		printf("1..%zu\n", n_run);
+	else
+		printf("1..0 # SKIP no test cases\n");
 	for (size_t i = 0; i < n_cases; i++) {
 		int res;
 
-		if (!selected[i])
+		if (!cases[i].selected)
 			continue;
 		res = forking ? run_forked(&cases[i]) : run_in_process(&cases[i]);
 		idx++;
 		if (res == TH_SKIP) {
 			n_skip++;
 			printf("ok %zu - %s # SKIP %s\n", idx, cases[i].name,
-			       shared->skip_reason[0] ? shared->skip_reason :
+			       *shared->skip_reason ? shared->skip_reason :
 			       "no reason given");
+		} else if (res == TH_PASS) {
+			n_pass++;
+			printf("ok %zu - %s\n", idx, cases[i].name);
 		} else {
-			res == TH_PASS ? n_pass++ : n_fail++;
-			printf("%sok %zu - %s\n", res == TH_PASS ? "" : "not ",
-			       idx, cases[i].name);
+			n_fail++;
+			printf("not ok %zu - %s\n", idx, cases[i].name);
 		}
 	}
 	printf("# %zu passed, %zu failed, %zu skipped\n", n_pass, n_fail,
 	       n_skip);
-	free(selected);
 	if (n_fail)
-		return 1;
-	return n_pass ? 0 : TH_SKIP;
+		return TH_FAIL;
+	return n_pass ? TH_PASS : TH_SKIP;
 }

@@ -17,33 +17,41 @@
 /**
  * DOC: Test harness
  *
- * Every test binary is a list of cases registered by constructors and run
- * by the main() in harness.c, in definition order, reporting TAP 13 so
+ * Every test binary is a list of cases registered by constructors and run,
+ * in definition order, by the main() in harness.c, which speaks TAP 13 so
  * meson can parse it. Each case gets a fresh forked child: a crash, an
- * abort() from a fatal HETMEM_WARN, a deadlock caught by the timeout or a
+ * abort() from a fatal HETMEM_WARN (the runner makes warnings fatal unless
+ * HETMEM_WARN says otherwise), a deadlock caught by the timeout or a
  * leaked fd then costs one case instead of the whole binary, and no state
  * leaks from one case into the next. The child reports through its exit
  * status (0 pass, 77 skip, 1 fail) and calls exit() rather than _exit()
- * so LeakSanitizer gets to look at it. Naming a case on the command line
- * runs it in-process without a timeout, which is what gdb wants.
+ * so that LeakSanitizer gets to look at it. Naming cases (or fnmatch()
+ * patterns) on the command line runs them in-process without a timeout,
+ * which is what gdb wants; -f forks them anyway, -l lists every case.
+ *
+ * The timeout is 30 s unless TEST_TIMEOUT() or TEST_F_TIMEOUT() says
+ * otherwise. Those figures assume the default stress duration, so a longer
+ * -d (or HETMEM_STRESS_SECONDS) stretches them by the difference, while
+ * HETMEM_TEST_TIMEOUT replaces them all outright (0 disables them).
  *
  * Fixtures follow the familiar kselftest shape: FIXTURE_SETUP() and
  * FIXTURE_TEARDOWN() bracket every TEST_F(), and a TEST_F() runs once per
  * FIXTURE_VARIANT_ADD() under the name "fixture.variant.test". Teardown
- * only runs when setup returned (fatally failed setup has nothing it could
- * be trusted to undo), and the body only runs when setup neither failed
- * nor skipped. Fixture names are also the struct tags of their data.
+ * only runs when setup returned, since a setup cut short by an ASSERT
+ * leaves nothing teardown could trust; the body only runs when setup
+ * neither failed nor skipped. Fixture names double as the struct tags of
+ * their data, and the data starts zeroed.
  *
- * A failing ASSERT_*() on the thread that runs the case longjmp()s out of
+ * A failing ASSERT_*() on the thread running the case longjmp()s out of
  * whatever helper it sits in, back to the runner, which still calls
  * teardown. longjmp() cannot cross threads, so on any other thread of the
  * case it prints its report and ends the whole case with _exit(1);
- * EXPECT_*() just marks the case failed and is fine anywhere in the
- * case's process. A grandchild created with fork() is a separate process
- * whose failures the case cannot see: it must report through its own exit
- * status, which the case then checks. To keep that honest, a failing
- * ASSERT_*() in a grandchild exits it with status 1. SKIP() does not
- * jump: its first argument (usually "return") leaves the function.
+ * EXPECT_*() just marks the case failed and is fine on any thread. A
+ * grandchild created with fork() is a separate process whose failures the
+ * case cannot see: it must report through its own exit status, which the
+ * case then checks. A failing ASSERT_*() in a grandchild exits it with
+ * status 1 to that end. SKIP() does not jump: its first argument (usually
+ * "return") leaves the function, so it cannot be "break" or "continue".
  */
 
 /* Exit codes of a case's child; 77 is what meson and automake call skip. */
@@ -146,28 +154,28 @@ void th_assert_failed(void) __attribute__((noreturn));
 #define FIXTURE_TEARDOWN(fx) TH_FIXTURE_HOOK(fx, teardown)
 
 #define FIXTURE_VARIANT_ADD(fx, vname)					\
-	static const FIXTURE_VARIANT(fx) th_vdata_##fx##_##vname;	\
-	static struct th_variant th_variant_##fx##_##vname = {		\
+	static const FIXTURE_VARIANT(fx) th_vdata_##fx##__##vname;	\
+	static struct th_variant th_variant_##fx##__##vname = {		\
 		.fixture = &th_fixture_##fx, .name = #vname,		\
-		.data = &th_vdata_##fx##_##vname,			\
+		.data = &th_vdata_##fx##__##vname,			\
 		.file = __FILE__, .line = __LINE__,			\
 	};								\
-	static TH_ATTR_CTOR void th_variant_ctor_##fx##_##vname(void)	\
+	static TH_ATTR_CTOR void th_variant_ctor_##fx##__##vname(void)	\
 	{								\
-		th_register_variant(&th_variant_##fx##_##vname);	\
+		th_register_variant(&th_variant_##fx##__##vname);	\
 	}								\
-	static const FIXTURE_VARIANT(fx) th_vdata_##fx##_##vname =
+	static const FIXTURE_VARIANT(fx) th_vdata_##fx##__##vname =
 
 #define TEST_F_TIMEOUT(fx, name, secs)					\
-	static void th_fbody_##fx##_##name(FIXTURE_DATA(fx) *self,	\
+	static void th_fbody_##fx##__##name(FIXTURE_DATA(fx) *self,	\
 					  const FIXTURE_VARIANT(fx) *variant); \
-	static void th_ftramp_##fx##_##name(void *s, const void *v)	\
+	static void th_ftramp_##fx##__##name(void *s, const void *v)	\
 	{								\
-		th_fbody_##fx##_##name(s, v);				\
+		th_fbody_##fx##__##name(s, v);				\
 	}								\
-	TH_REGISTER(th_test_##fx##_##name, &th_fixture_##fx, #name,	\
-		    sizeof(FIXTURE_DATA(fx)), secs, th_ftramp_##fx##_##name) \
-	static void th_fbody_##fx##_##name(FIXTURE_DATA(fx) *self TH_UNUSED, \
+	TH_REGISTER(th_ftest_##fx##__##name, &th_fixture_##fx, #name,	\
+		    sizeof(FIXTURE_DATA(fx)), secs, th_ftramp_##fx##__##name) \
+	static void th_fbody_##fx##__##name(FIXTURE_DATA(fx) *self TH_UNUSED, \
 					  const FIXTURE_VARIANT(fx) *variant TH_UNUSED)
 
 #define TEST_F(fx, name) TEST_F_TIMEOUT(fx, name, TH_DEFAULT_TIMEOUT)

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <hetmem/core/compiler.h>
+#include <hetmem/core/warn.h>
 
 HETMEM_BEGIN_DECLS
 
@@ -66,6 +67,26 @@ HETMEM_API void hetmem_lockdep_release(struct hetmem_lockdep_map *map,
 HETMEM_API bool hetmem_lockdep_is_held(const struct hetmem_lockdep_map *map);
 HETMEM_API bool hetmem_lockdep_is_held_read(const struct hetmem_lockdep_map *map);
 HETMEM_API void hetmem_might_sleep(const void *site);
+
+/**
+ * hetmem_lockdep_might_wait_for() - annotate a wait for a pseudo-lock
+ * @map: the pseudo-lock standing for what is waited on, e.g. the fence
+ *	layer's signalling map
+ * @site: code address of the wait, normally __builtin_return_address(0)
+ *
+ * A thread that waits for every section of @map to end must not be inside
+ * one itself: that is reported as a wait inside a signalling critical
+ * section, naming the site that entered the section and @site. Otherwise
+ * the wait is recorded as an instant exclusive acquisition of @map, giving
+ * "every lock held here -> @map" edges, and any cycle those close is
+ * reported. Nothing is pushed on the held stack.
+ *
+ * Context: Any thread; takes the checker's internal lock when it learns a
+ * new dependency.
+ * Return: nothing.
+ */
+HETMEM_API void hetmem_lockdep_might_wait_for(struct hetmem_lockdep_map *map,
+					      const void *site);
 HETMEM_API bool hetmem_lockdep_enabled(void);
 HETMEM_API void hetmem_lockdep_set_enabled(bool on);
 HETMEM_API void hetmem_lockdep_reset(void);

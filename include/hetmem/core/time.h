@@ -38,7 +38,9 @@ static inline long hetmem_nsecs_to_jiffies(int64_t ns)
 		return 0;
 	if (ns / HETMEM_NSEC_PER_JIFFY >= HETMEM_MAX_SCHEDULE_TIMEOUT - 1)
 		return HETMEM_MAX_SCHEDULE_TIMEOUT;
-	return (long)((ns + HETMEM_NSEC_PER_JIFFY - 1) / HETMEM_NSEC_PER_JIFFY);
+	/* Not (ns + NSEC_PER_JIFFY - 1) / NSEC_PER_JIFFY: that overflows. */
+	return (long)(ns / HETMEM_NSEC_PER_JIFFY +
+		      (ns % HETMEM_NSEC_PER_JIFFY != 0));
 }
 
 static inline long hetmem_usecs_to_jiffies(unsigned int us)

@@ -230,6 +230,16 @@ static inline struct dma_fence *dma_fence_get_rcu(struct dma_fence *fence)
 	return NULL;
 }
 
+/**
+ * dma_fence_test_signaled_flag() - test the SIGNALED bit only
+ * @fence: the fence
+ *
+ * Unlike dma_fence_is_signaled() it never calls ops->signaled, so it never
+ * signals and is safe with @fence->lock held.
+ *
+ * Context: Any.
+ * Return: true if the fence has been signalled.
+ */
 static inline bool dma_fence_test_signaled_flag(struct dma_fence *fence)
 {
 	return __atomic_load_n(&fence->flags, __ATOMIC_ACQUIRE) &

@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hetmem - helpers shared by the benchmark suites.
+ */
+#ifndef HETMEM_BENCH_UTIL_H
+#define HETMEM_BENCH_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Exit statuses of a suite (and of "hetmem bench"). */
+#define BENCH_EXIT_OK 0
+#define BENCH_EXIT_FAIL 1
+#define BENCH_EXIT_USAGE 2
+
+/* Most batches one measurement keeps; more are not run. */
+#define BENCH_MAX_BATCHES 256
+
+/* Default poll/wait timeout of the ping-pong helpers, in ms. */
+#define BENCH_TIMEOUT_MS 5000
+
+struct bench_opts {
+	double duration_s;	/* -d: rough bound of the whole run */
+};
+
+int bench_parse_opts(int argc, char **argv, struct bench_opts *opts);
+void bench_begin(const struct bench_opts *opts);
+void bench_end(void);
+
+int64_t bench_now_ns(void);
+
+/*
+ * A time slice for one measurement: batches run while bench_slice_next()
+ * says so, at least @min and at most @max (<= BENCH_MAX_BATCHES) of them.
+ */
+struct bench_slice {
+	int64_t end_ns;
+	unsigned int done;
+	unsigned int min;
+	unsigned int max;
+};
+
+void bench_slice_init(struct bench_slice *slice, double share,
+		      unsigned int min, unsigned int max);
+bool bench_slice_next(struct bench_slice *slice);
+
+double bench_median(double *samples, size_t n);
+
+void bench_print(const char *key, double value);
+void bench_print_ratio(const char *key, double value);
+void bench_print_goal(const char *key, double value, double limit);
+
+/* A forked peer process and the control socket connecting it. */
+struct bench_peer {
+	pid_t pid;
+	int sock;
+};
+
+typedef int (*bench_peer_fn)(int sock, void *arg);
+
+int bench_peer_start(struct bench_peer *peer, bench_peer_fn fn, void *arg);
+int bench_peer_stop(struct bench_peer *peer, int timeout_ms);
+
+int bench_send_fds(int sock, const void *buf, size_t len, const int *fds,
+		   unsigned int nfds);
+int bench_recv_fds(int sock, void *buf, size_t len, int *fds,
+		   unsigned int nfds, int timeout_ms);
+int bench_wait_readable(int fd, int timeout_ms);
+void bench_close_fds(int *fds, unsigned int nfds);
+
+#endif /* HETMEM_BENCH_UTIL_H */

@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hetmem - umbrella header: the whole public API.
+ */
+#ifndef HETMEM_H
+#define HETMEM_H
+
+#include <hetmem/version.h>
+#include <hetmem/core/compiler.h>
+#include <hetmem/core/errno.h>
+#include <hetmem/core/lockdep.h>
+#include <hetmem/core/rcu.h>
+#include <hetmem/core/spinlock.h>
+#include <hetmem/core/time.h>
+#include <hetmem/core/warn.h>
+#include <hetmem/fence/dma-fence.h>
+#include <hetmem/fence/dma-fence-array.h>
+#include <hetmem/fence/dma-fence-chain.h>
+#include <hetmem/fence/dma-fence-unwrap.h>
+#include <hetmem/fence/sw_sync.h>
+#include <hetmem/fence/sync_file.h>
+#include <hetmem/fence/libsync.h>
+
+#endif /* HETMEM_H */
