@@ -28,11 +28,15 @@
  *
  * Nothing is pinned: the machine this was written for has two vCPUs, so
  * the two sides of a ping-pong land on the same CPU (about 2 us per wake)
- * or on different ones (15-25 us, dominated by the hypervisor), and the
+ * or on different ones (15-25 us when the waiter sleeps, dominated by the
+ * hypervisor; a few hundred ns when both vCPUs stay busy), and the
  * absolute wake numbers move between runs and between batches. The ratios
- * are the meaningful numbers: hetmem and raw batches alternate, and each
- * ratio is the median of the per-pair ratios, so both sides of a pair saw
- * the same conditions. Every wait has a timeout; a peer that stops
+ * are the meaningful numbers: hetmem and raw batches alternate with the
+ * same pair of threads or processes, and each ratio is the median of the
+ * per-pair ratios, so both sides of a pair saw the same conditions.
+ * pingpong.thread_same_cpu_share and pingpong.process_same_cpu_share tell
+ * which regime a run measured: the fraction of batches that started with
+ * both sides on one CPU. Every wait has a timeout; a peer that stops
  * answering fails the measurement instead of hanging the run.
  */
 #include <errno.h>
@@ -43,6 +47,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -114,50 +119,76 @@ static double ns_since(int64_t t0, unsigned long ops)
 	return (double)(bench_now_ns() - t0) / (double)ops;
 }
 
-/* Thread ping-pong: fence.signal_wake_ns against futex.wake_ns. */
+/*
+ * Thread ping-pong: fence.signal_wake_ns against futex.wake_ns.
+ *
+ * One peer thread B lives for the whole measurement and alternates with
+ * this thread A between a fence batch and a futex batch, so that both
+ * kinds run with the same pair of threads, wherever the scheduler put
+ * them. A batch starts when A bumps pp->start (B sleeps on it between
+ * batches) and B reports ready; A then times WAKE_ROUNDS round trips.
+ */
 
-#define WAKE_ROUNDS 128
+#define WAKE_ROUNDS 64
 #define WORD_ABORT UINT32_MAX
+
+enum pp_mode {
+	PP_FENCE,
+	PP_FUTEX,
+	PP_STOP,
+};
 
 struct pingpong {
 	struct dma_fence ab[WAKE_ROUNDS];	/* A signals, B waits */
 	struct dma_fence ba[WAKE_ROUNDS];	/* B signals, A waits */
 	uint32_t word_ab;			/* the futex baseline */
 	uint32_t word_ba;
+	uint32_t start;				/* batch number, B sleeps on it */
+	enum pp_mode mode;
 	int ready;
+	int cpu_b;				/* B's CPU when it got ready */
 	int err_b;
 };
 
-static void pp_reset(struct pingpong *pp)
+static long sys_futex(uint32_t *word, int op, uint32_t val,
+		      const struct timespec *timeout)
 {
-	uint64_t ctx = dma_fence_context_alloc(2);
-	unsigned int i;
-
-	for (i = 0; i < WAKE_ROUNDS; i++) {
-		dma_fence_init(&pp->ab[i], &embedded_fence_ops, &lock_ab, ctx,
-			       i + 1);
-		dma_fence_init(&pp->ba[i], &embedded_fence_ops, &lock_ba,
-			       ctx + 1, i + 1);
-	}
-	pp->word_ab = 0;
-	pp->word_ba = 0;
-	__atomic_store_n(&pp->ready, 0, __ATOMIC_RELAXED);
-	pp->err_b = 0;
+	return syscall(SYS_futex, word, op | FUTEX_PRIVATE_FLAG, val, timeout,
+		       NULL, 0);
 }
 
-static void pp_set_ready(struct pingpong *pp)
+static void word_post(uint32_t *word, uint32_t val)
 {
-	__atomic_store_n(&pp->ready, 1, __ATOMIC_RELEASE);
+	__atomic_store_n(word, val, __ATOMIC_RELEASE);
+	sys_futex(word, FUTEX_WAKE, 1, NULL);
 }
 
-static int pp_wait_ready(struct pingpong *pp)
+/* Sleep until *@word != @old; no spinning, like the default fence wait. */
+static int word_wait_change(uint32_t *word, uint32_t old)
 {
-	int64_t deadline = bench_now_ns() + BENCH_TIMEOUT_MS * INT64_C(1000000);
+	const struct timespec ts = {
+		BENCH_TIMEOUT_MS / 1000, (BENCH_TIMEOUT_MS % 1000) * 1000000L
+	};
 
-	while (!__atomic_load_n(&pp->ready, __ATOMIC_ACQUIRE)) {
-		if (bench_now_ns() > deadline)
+	while (__atomic_load_n(word, __ATOMIC_ACQUIRE) == old)
+		if (sys_futex(word, FUTEX_WAIT, old, &ts) < 0 &&
+		    errno == ETIMEDOUT)
 			return -ETIMEDOUT;
-		sched_yield();
+	return 0;
+}
+
+/* Sleep until *@word == @val (the words count up by one per round). */
+static int word_wait(uint32_t *word, uint32_t val)
+{
+	uint32_t cur;
+	int ret;
+
+	while ((cur = __atomic_load_n(word, __ATOMIC_ACQUIRE)) != val) {
+		if (cur == WORD_ABORT)
+			return -EPIPE;
+		ret = word_wait_change(word, cur);
+		if (ret)
+			return ret;
 	}
 	return 0;
 }
@@ -175,19 +206,56 @@ static void cancel_from(struct dma_fence *fences, unsigned int from)
 		cancel_fence(&fences[i]);
 }
 
-static void *pp_fence_b(void *arg)
+static int pp_fence_b(struct pingpong *pp)
 {
-	struct pingpong *pp = arg;
 	unsigned int i;
 
-	pp_set_ready(pp);
 	for (i = 0; i < WAKE_ROUNDS; i++) {
 		if (!fence_wait_ok(&pp->ab[i])) {
-			pp->err_b = -ETIMEDOUT;
 			cancel_from(pp->ba, i);
-			break;
+			return -ETIMEDOUT;
 		}
 		dma_fence_signal(&pp->ba[i]);
+	}
+	return 0;
+}
+
+static int pp_futex_b(struct pingpong *pp)
+{
+	unsigned int i;
+	int ret;
+
+	for (i = 0; i < WAKE_ROUNDS; i++) {
+		ret = word_wait(&pp->word_ab, i + 1);
+		if (ret) {
+			word_post(&pp->word_ba, WORD_ABORT);
+			return ret;
+		}
+		word_post(&pp->word_ba, i + 1);
+	}
+	return 0;
+}
+
+/* Thread B: run B's side of each batch A starts, until PP_STOP. */
+static void *pp_thread(void *arg)
+{
+	struct pingpong *pp = arg;
+	uint32_t seen = 0;
+
+	for (;;) {
+		if (word_wait_change(&pp->start, seen))
+			break;
+		seen = __atomic_load_n(&pp->start, __ATOMIC_ACQUIRE);
+		if (pp->mode == PP_STOP)
+			break;
+		pp->cpu_b = sched_getcpu();
+		__atomic_store_n(&pp->ready, 1, __ATOMIC_RELEASE);
+		if (pp->mode == PP_FENCE)
+			pp->err_b = pp_fence_b(pp);
+		else
+			pp->err_b = pp_futex_b(pp);
+		if (pp->err_b)
+			break;
 	}
 	return NULL;
 }
@@ -209,54 +277,6 @@ static int pp_fence_a(struct pingpong *pp, double *ns)
 	return 0;
 }
 
-static long sys_futex(uint32_t *word, int op, uint32_t val,
-		      const struct timespec *timeout)
-{
-	return syscall(SYS_futex, word, op | FUTEX_PRIVATE_FLAG, val, timeout,
-		       NULL, 0);
-}
-
-static void word_post(uint32_t *word, uint32_t val)
-{
-	__atomic_store_n(word, val, __ATOMIC_RELEASE);
-	sys_futex(word, FUTEX_WAKE, 1, NULL);
-}
-
-/* Sleep until *@word == @val; no spinning, like the default fence wait. */
-static int word_wait(uint32_t *word, uint32_t val)
-{
-	const struct timespec ts = {
-		BENCH_TIMEOUT_MS / 1000, (BENCH_TIMEOUT_MS % 1000) * 1000000L
-	};
-	uint32_t cur;
-
-	while ((cur = __atomic_load_n(word, __ATOMIC_ACQUIRE)) != val) {
-		if (cur == WORD_ABORT)
-			return -EPIPE;
-		if (sys_futex(word, FUTEX_WAIT, cur, &ts) < 0 &&
-		    errno == ETIMEDOUT)
-			return -ETIMEDOUT;
-	}
-	return 0;
-}
-
-static void *pp_futex_b(void *arg)
-{
-	struct pingpong *pp = arg;
-	unsigned int i;
-
-	pp_set_ready(pp);
-	for (i = 0; i < WAKE_ROUNDS; i++) {
-		pp->err_b = word_wait(&pp->word_ab, i + 1);
-		if (pp->err_b) {
-			word_post(&pp->word_ba, WORD_ABORT);
-			break;
-		}
-		word_post(&pp->word_ba, i + 1);
-	}
-	return NULL;
-}
-
 static int pp_futex_a(struct pingpong *pp, double *ns)
 {
 	unsigned int i;
@@ -276,27 +296,75 @@ static int pp_futex_a(struct pingpong *pp, double *ns)
 	return 0;
 }
 
-/* One batch: thread B runs @side_b, this thread is A and times. */
-static int pp_batch(struct pingpong *pp, void *(*side_b)(void *),
-		    int (*side_a)(struct pingpong *, double *), double *ns)
+/* Fresh fences and words, then wake B with the batch's mode. */
+static void pp_start(struct pingpong *pp, enum pp_mode mode)
 {
-	pthread_t thread;
+	uint64_t ctx = dma_fence_context_alloc(2);
+	unsigned int i;
+
+	for (i = 0; i < WAKE_ROUNDS; i++) {
+		dma_fence_init(&pp->ab[i], &embedded_fence_ops, &lock_ab, ctx,
+			       i + 1);
+		dma_fence_init(&pp->ba[i], &embedded_fence_ops, &lock_ba,
+			       ctx + 1, i + 1);
+	}
+	pp->word_ab = 0;
+	pp->word_ba = 0;
+	pp->mode = mode;
+	__atomic_store_n(&pp->ready, 0, __ATOMIC_RELAXED);
+	word_post(&pp->start, pp->start + 1);
+}
+
+static int pp_wait_ready(struct pingpong *pp)
+{
+	int64_t deadline = bench_now_ns() + BENCH_TIMEOUT_MS * INT64_C(1000000);
+
+	while (!__atomic_load_n(&pp->ready, __ATOMIC_ACQUIRE)) {
+		if (bench_now_ns() > deadline)
+			return -ETIMEDOUT;
+		sched_yield();
+	}
+	return 0;
+}
+
+/* One batch; *@same_cpu counts batches that started with A and B together. */
+static int pp_batch(struct pingpong *pp, enum pp_mode mode, double *ns,
+		    unsigned int *same_cpu)
+{
 	int ret;
 
-	pp_reset(pp);
-	ret = -pthread_create(&thread, NULL, side_b, pp);
+	pp_start(pp, mode);
+	ret = pp_wait_ready(pp);
 	if (ret)
 		return ret;
-	ret = pp_wait_ready(pp);
-	if (!ret) {
-		ret = side_a(pp, ns);
-	} else {
-		/* Let B finish whichever loop it is in. */
-		cancel_from(pp->ab, 0);
-		word_post(&pp->word_ab, WORD_ABORT);
+	*same_cpu += sched_getcpu() == pp->cpu_b;
+	if (mode == PP_FENCE)
+		return pp_fence_a(pp, ns);
+	return pp_futex_a(pp, ns);
+}
+
+/* Alternate fence and futex batches until the slice is used up. */
+static int pp_run(struct pingpong *pp, double share, double *fence,
+		  double *futex, double *ratio, unsigned int *n)
+{
+	struct bench_slice slice;
+	unsigned int same_cpu = 0;
+	int ret = 0;
+
+	bench_slice_init(&slice, share, 5, BENCH_MAX_BATCHES);
+	while (!ret && bench_slice_next(&slice)) {
+		ret = pp_batch(pp, PP_FENCE, &fence[*n], &same_cpu);
+		if (!ret)
+			ret = pp_batch(pp, PP_FUTEX, &futex[*n], &same_cpu);
+		if (!ret) {
+			ratio[*n] = fence[*n] / futex[*n];
+			(*n)++;
+		}
 	}
-	pthread_join(thread, NULL);
-	return ret ? ret : pp->err_b;
+	if (!ret)
+		bench_print("pingpong.thread_same_cpu_share",
+			    (double)same_cpu / (2.0 * *n));
+	return ret;
 }
 
 static int measure_wake(double share)
@@ -304,23 +372,27 @@ static int measure_wake(double share)
 	static double fence[BENCH_MAX_BATCHES], futex[BENCH_MAX_BATCHES];
 	static double ratio[BENCH_MAX_BATCHES];
 	struct pingpong *pp = calloc(1, sizeof(*pp));
-	struct bench_slice slice;
+	pthread_t thread;
 	unsigned int n = 0;
-	int ret = 0;
+	int ret;
 	double r;
 
 	if (!pp)
 		return -ENOMEM;
-	bench_slice_init(&slice, share, 5, BENCH_MAX_BATCHES);
-	while (!ret && bench_slice_next(&slice)) {
-		ret = pp_batch(pp, pp_fence_b, pp_fence_a, &fence[n]);
-		if (!ret)
-			ret = pp_batch(pp, pp_futex_b, pp_futex_a, &futex[n]);
-		if (!ret) {
-			ratio[n] = fence[n] / futex[n];
-			n++;
-		}
+	ret = -pthread_create(&thread, NULL, pp_thread, pp);
+	if (ret) {
+		free(pp);
+		return ret;
 	}
+	ret = pp_run(pp, share, fence, futex, ratio, &n);
+	/* B may be blocked in either kind of wait: release both. */
+	cancel_from(pp->ab, 0);
+	word_post(&pp->word_ab, WORD_ABORT);
+	pp->mode = PP_STOP;
+	word_post(&pp->start, pp->start + 1);
+	pthread_join(thread, NULL);
+	if (!ret)
+		ret = pp->err_b;
 	free(pp);
 	if (ret)
 		return ret;
@@ -514,6 +586,7 @@ enum xp_mode {
 struct xp_msg {
 	uint32_t mode;
 	int32_t status;
+	int32_t cpu;		/* the sender's CPU, in the consumer's reply */
 };
 
 struct xp_side {
@@ -522,6 +595,7 @@ struct xp_side {
 	int wfd[XP_ROUNDS];			/* XP_PIPE: what we write */
 	int out[XP_ROUNDS];			/* waiting ends for the peer */
 	int in[XP_ROUNDS];			/* the peer's, which we poll */
+	int peer_cpu;				/* where the peer replied from */
 };
 
 static void xp_init(struct xp_side *s, enum xp_mode mode)
@@ -598,7 +672,7 @@ static void xp_release(struct xp_side *s)
 /* Hand our waiting ends over, get the peer's. */
 static int xp_exchange(int sock, struct xp_side *s, bool first)
 {
-	struct xp_msg msg = { .mode = s->mode };
+	struct xp_msg msg = { .mode = s->mode, .cpu = sched_getcpu() };
 	int ret;
 
 	if (first) {
@@ -614,6 +688,7 @@ static int xp_exchange(int sock, struct xp_side *s, bool first)
 				     XP_ROUNDS);
 	if (!ret && msg.mode != s->mode)
 		ret = -EPROTO;
+	s->peer_cpu = msg.cpu;
 	bench_close_fds(s->out, XP_ROUNDS);
 	return ret;
 }
@@ -676,7 +751,8 @@ static int xp_consumer(int sock, void *arg)
 	}
 }
 
-static int xp_batch(struct bench_peer *peer, enum xp_mode mode, double *ns)
+static int xp_batch(struct bench_peer *peer, enum xp_mode mode, double *ns,
+		    unsigned int *same_cpu)
 {
 	struct xp_side s;
 	int64_t t0;
@@ -686,6 +762,7 @@ static int xp_batch(struct bench_peer *peer, enum xp_mode mode, double *ns)
 	if (!ret)
 		ret = xp_exchange(peer->sock, &s, true);
 	if (!ret) {
+		*same_cpu += sched_getcpu() == s.peer_cpu;
 		t0 = bench_now_ns();
 		ret = xp_pingpong(&s, true);
 		*ns = ns_since(t0, 2 * XP_ROUNDS);
@@ -704,15 +781,15 @@ static int xp_run(struct bench_peer *peer, double share)
 	static double sf[BENCH_MAX_BATCHES], pipe_ns[BENCH_MAX_BATCHES];
 	static double ratio[BENCH_MAX_BATCHES];
 	struct bench_slice slice;
-	unsigned int n = 0;
+	unsigned int n = 0, same_cpu = 0;
 	int ret = 0;
 	double r;
 
 	bench_slice_init(&slice, share, 5, BENCH_MAX_BATCHES);
 	while (!ret && bench_slice_next(&slice)) {
-		ret = xp_batch(peer, XP_SYNCFILE, &sf[n]);
+		ret = xp_batch(peer, XP_SYNCFILE, &sf[n], &same_cpu);
 		if (!ret)
-			ret = xp_batch(peer, XP_PIPE, &pipe_ns[n]);
+			ret = xp_batch(peer, XP_PIPE, &pipe_ns[n], &same_cpu);
 		if (!ret) {
 			ratio[n] = sf[n] / pipe_ns[n];
 			n++;
@@ -721,6 +798,8 @@ static int xp_run(struct bench_peer *peer, double share)
 	if (ret)
 		return ret;
 	r = bench_median(ratio, n);
+	bench_print("pingpong.process_same_cpu_share",
+		    (double)same_cpu / (2.0 * n));
 	bench_print("syncfile.xproc_wake_ns", bench_median(sf, n));
 	bench_print("pipe.xproc_wake_ns", bench_median(pipe_ns, n));
 	bench_print_ratio("ratio.syncfile_vs_pipe", r);
@@ -744,7 +823,14 @@ static int measure_xproc(double share)
 	return ret ? ret : stop;
 }
 
-/* Timelines: chain.find_seqno_4096_ns. */
+/*
+ * Timelines: chain.find_seqno_4096_ns.
+ *
+ * Nothing in the chain is signalled, so a lookup for seqno S walks
+ * 4096 - S + 1 nodes from the head (2048 on average) and never unlinks
+ * anything. The time per lookup includes taking and dropping the head
+ * reference; nothing is subtracted.
+ */
 
 #define CHAIN_LEN 4096
 #define CHAIN_LOOKUPS 32
@@ -839,7 +925,16 @@ static int measure_chain(double share)
 	return 0;
 }
 
-/* Merging: unwrap.merge_64_ns. */
+/*
+ * Merging: unwrap.merge_64_ns.
+ *
+ * Two dma_fence_arrays of 32 unsignalled leaves each, on 64 distinct
+ * contexts, are merged with dma_fence_unwrap_merge(a, b), as merging two
+ * sync_files does. Per merge the time covers flattening both arrays,
+ * testing 64 leaves, sorting and de-duplicating them, allocating the new
+ * 64-member array, and dropping it again (its memory is freed after a
+ * grace period by the RCU worker thread, outside the timed loop's thread).
+ */
 
 #define MERGE_HALF 32
 #define MERGE_LOOPS 64

@@ -142,8 +142,8 @@ void bench_begin(const struct bench_opts *opts)
 	bench_budget_ns = (int64_t)(opts->duration_s * 1e9);
 	if (!getenv("HETMEM_LOCKDEP"))
 		hetmem_lockdep_set_enabled(false);
-	bench_print("bench.cpus", (double)sysconf(_SC_NPROCESSORS_ONLN));
-	bench_print("bench.lockdep", hetmem_lockdep_enabled());
+	bench_print_int("bench.cpus", sysconf(_SC_NPROCESSORS_ONLN));
+	bench_print_int("bench.lockdep", hetmem_lockdep_enabled());
 }
 
 void bench_end(void)
@@ -194,6 +194,12 @@ double bench_median(double *samples, size_t n)
 void bench_print(const char *key, double value)
 {
 	printf("%s: %.2f\n", key, value);
+	fflush(stdout);
+}
+
+void bench_print_int(const char *key, long long value)
+{
+	printf("%s: %lld\n", key, value);
 	fflush(stdout);
 }
 

@@ -16,7 +16,7 @@
 #define BENCH_EXIT_USAGE 2
 
 /* Most batches one measurement keeps; more are not run. */
-#define BENCH_MAX_BATCHES 256
+#define BENCH_MAX_BATCHES 4096
 
 /* Default poll/wait timeout of the ping-pong helpers, in ms. */
 #define BENCH_TIMEOUT_MS 5000
@@ -49,6 +49,7 @@ bool bench_slice_next(struct bench_slice *slice);
 double bench_median(double *samples, size_t n);
 
 void bench_print(const char *key, double value);
+void bench_print_int(const char *key, long long value);
 void bench_print_ratio(const char *key, double value);
 void bench_print_goal(const char *key, double value, double limit);
 

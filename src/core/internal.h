@@ -32,6 +32,15 @@ int hetmem_futex_wait(uint32_t *word, uint32_t val, int64_t deadline,
 		      bool intr);
 void hetmem_futex_wake(uint32_t *word, int count);
 
+/*
+ * Wake one sleeper on @word once the calling thread has released its last
+ * spinlock (immediately if it holds none). Like the kernel's wake_q: a
+ * waiter woken while we still hold the lock it needs next would only run
+ * into it and sleep again. Only the address is kept, so the waiter may be
+ * gone by then (a spurious futex wake is harmless).
+ */
+void hetmem_futex_wake_after_unlock(uint32_t *word);
+
 /* Absolute deadline for a jiffies timeout; -1 for MAX_SCHEDULE_TIMEOUT. */
 int64_t hetmem_timeout_to_deadline(long timeout);
 /* Jiffies left until @deadline, at least 1 while it has not passed. */

@@ -35,15 +35,37 @@ struct rcu_wrap {
 _Static_assert(sizeof(struct rcu_wrap) <= sizeof(struct hetmem_rcu_head),
 	       "hetmem_rcu_head too small for liburcu's rcu_head");
 
+/*
+ * Besides "readers done -> callback", TSan must see "call_rcu -> its
+ * callback" (the head travels through liburcu's queue) and "callbacks ->
+ * rcu_barrier returns". liburcu's barrier also hands heap blocks it
+ * allocates in the caller to its worker, which frees them: the caller's
+ * accesses inside urcu_bp_barrier() are therefore hidden from TSan.
+ */
 #ifdef HETMEM_TSAN
 void __tsan_acquire(void *addr);
 void __tsan_release(void *addr);
-static char grace_token;
+void __tsan_ignore_thread_begin(void);
+void __tsan_ignore_thread_end(void);
+static char grace_token, barrier_token;
 #define tsan_reader_done() __tsan_release(&grace_token)
 #define tsan_grace_elapsed() __tsan_acquire(&grace_token)
+#define tsan_queued(head) __tsan_release(head)
+#define tsan_dequeued(head) __tsan_acquire(head)
+#define tsan_callback_done() __tsan_release(&barrier_token)
+#define tsan_barrier_begin() __tsan_ignore_thread_begin()
+#define tsan_barrier_end() do {						\
+	__tsan_ignore_thread_end();					\
+	__tsan_acquire(&barrier_token);					\
+} while (0)
 #else
 #define tsan_reader_done() do { } while (0)
 #define tsan_grace_elapsed() do { } while (0)
+#define tsan_queued(head) do { } while (0)
+#define tsan_dequeued(head) do { } while (0)
+#define tsan_callback_done() do { } while (0)
+#define tsan_barrier_begin() do { } while (0)
+#define tsan_barrier_end() do { } while (0)
 #endif
 
 /**
@@ -87,8 +109,10 @@ static void rcu_trampoline(struct rcu_head *head)
 {
 	struct rcu_wrap *w = caa_container_of(head, struct rcu_wrap, head);
 
+	tsan_dequeued(w);
 	tsan_grace_elapsed();
 	w->func((struct hetmem_rcu_head *)(void *)w);
+	tsan_callback_done();
 }
 
 /**
@@ -109,6 +133,7 @@ HETMEM_API void hetmem_call_rcu(struct hetmem_rcu_head *head,
 	struct rcu_wrap *w = (struct rcu_wrap *)(void *)head;
 
 	w->func = func;
+	tsan_queued(w);
 	urcu_bp_call_rcu(&w->head, rcu_trampoline);
 }
 
@@ -136,7 +161,9 @@ HETMEM_API void hetmem_synchronize_rcu(void)
 HETMEM_API void hetmem_rcu_barrier(void)
 {
 	hetmem_might_sleep(HETMEM_RET_IP);
+	tsan_barrier_begin();
 	urcu_bp_barrier();
+	tsan_barrier_end();
 }
 
 static void rcu_prepare_fork(void)

@@ -76,24 +76,33 @@ static const char *array_get_timeline_name(struct dma_fence *fence)
 	return "unbound";
 }
 
-/* The first non-zero member error replaces the sentinel; later ones lose. */
-static void array_set_pending_error(struct dma_fence_array *array, int error)
+/*
+ * Swing the error from the sentinel to @error. Tested with a plain atomic
+ * load first: once the sentinel is gone (always the case after signalling)
+ * nothing is written, so readers of a signalled fence's error never race
+ * with a late member callback.
+ */
+static void array_resolve_error(struct dma_fence_array *array, int error)
 {
 	int expected = PENDING_ERROR;
 
+	if (__atomic_load_n(&array->base.error, __ATOMIC_ACQUIRE) != PENDING_ERROR)
+		return;
+	__atomic_compare_exchange_n(&array->base.error, &expected, error, false,
+				    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
+
+/* The first non-zero member error replaces the sentinel; later ones lose. */
+static void array_set_pending_error(struct dma_fence_array *array, int error)
+{
 	if (error)
-		__atomic_compare_exchange_n(&array->base.error, &expected,
-					    error, false, __ATOMIC_RELAXED,
-					    __ATOMIC_RELAXED);
+		array_resolve_error(array, error);
 }
 
 /* No member failed: make the outcome "success" before signalling. */
 static void array_clear_pending_error(struct dma_fence_array *array)
 {
-	int expected = PENDING_ERROR;
-
-	__atomic_compare_exchange_n(&array->base.error, &expected, 0, false,
-				    __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+	array_resolve_error(array, 0);
 }
 
 /* True when this was the count-down that completed the array. */

@@ -185,7 +185,12 @@ HETMEM_API bool dma_fence_begin_signalling(void)
 		return true;
 	if (hetmem_lockdep_is_held_read(&fence_lockdep_map))
 		return true;
-	hetmem_lockdep_acquire(&fence_lockdep_map, 1, false, HETMEM_RET_IP);
+	/*
+	 * A read-trylock, as the kernel records it: entering a section adds
+	 * no "held lock -> signalling" edges (is_signaled() may signal under
+	 * any lock), while locks taken inside it are still ordered after it.
+	 */
+	hetmem_lockdep_acquire(&fence_lockdep_map, 1, true, HETMEM_RET_IP);
 	return false;
 }
 
@@ -539,11 +544,17 @@ struct default_wait_cb {
 
 static void default_wait_wake(struct dma_fence *fence, struct dma_fence_cb *cb)
 {
-	struct default_wait_cb *wait =
-		hetmem_container_of(cb, struct default_wait_cb, base);
+	uint32_t *word = hetmem_container_of(cb, struct default_wait_cb, base)->word;
 
-	__atomic_add_fetch(wait->word, 1, __ATOMIC_RELEASE);
-	hetmem_futex_wake(wait->word, 1);
+	/*
+	 * The waiter may return as soon as it sees the increment, taking its
+	 * stack with it: keep the address in a local. The futex wake itself
+	 * only needs the address, and is deferred until this thread drops
+	 * its last spinlock: a waiter woken now would run straight into the
+	 * fence lock we still hold.
+	 */
+	__atomic_add_fetch(word, 1, __ATOMIC_RELEASE);
+	hetmem_futex_wake_after_unlock(word);
 }
 
 /* Sleep until woken, the deadline or (if @intr) a signal handler. */
@@ -580,8 +591,11 @@ HETMEM_API signed long dma_fence_default_wait(struct dma_fence *fence,
 	signed long ret = 1;
 
 	hetmem_spin_lock(fence->lock);
-	if (fence_test_bit(fence, DMA_FENCE_FLAG_SIGNALED_BIT))
-		goto out_signaled;
+	if (fence_test_bit(fence, DMA_FENCE_FLAG_SIGNALED_BIT)) {
+		/* Already signalled: the whole timeout, as the kernel does. */
+		ret = timeout ? timeout : 1;
+		goto out_unlock;
+	}
 	if (!timeout) {
 		hetmem_spin_unlock(fence->lock);
 		return 0;
@@ -598,8 +612,7 @@ HETMEM_API signed long dma_fence_default_wait(struct dma_fence *fence,
 		hetmem_list_del_init(&cb.base.node);
 	if (ret <= 0 && !fence_test_bit(fence, DMA_FENCE_FLAG_SIGNALED_BIT))
 		goto out_unlock;
-out_signaled:
-	ret = timeout ? hetmem_deadline_to_timeout(deadline) : 1;
+	ret = hetmem_deadline_to_timeout(deadline);
 out_unlock:
 	hetmem_spin_unlock(fence->lock);
 	return ret;
@@ -743,6 +756,9 @@ HETMEM_API signed long dma_fence_wait_any_timeout(struct dma_fence **fences,
 	while (armed-- > 0)
 		dma_fence_remove_callback(fences[armed], &cb[armed].base);
 	free(cb);
+	/* Found signalled while arming: the whole timeout, as the kernel. */
+	if (found)
+		return timeout;
 	return ret > 0 ? hetmem_deadline_to_timeout(deadline) : ret;
 }
 

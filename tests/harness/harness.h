@@ -29,10 +29,11 @@
  * patterns) on the command line runs them in-process without a timeout,
  * which is what gdb wants; -f forks them anyway, -l lists every case.
  *
- * The timeout is 30 s unless TEST_TIMEOUT() or TEST_F_TIMEOUT() says
- * otherwise. Those figures assume the default stress duration, so a longer
- * -d (or HETMEM_STRESS_SECONDS) stretches them by the difference, while
- * HETMEM_TEST_TIMEOUT replaces them all outright (0 disables them).
+ * The timeout is 30 s unless TEST_TIMEOUT() or TEST_F_TIMEOUT() give
+ * another whole number of seconds (0 for none). Those figures assume the
+ * default stress duration, so a longer -d (or HETMEM_STRESS_SECONDS)
+ * stretches them by the difference, while HETMEM_TEST_TIMEOUT replaces
+ * them all outright.
  *
  * Fixtures follow the familiar kselftest shape: FIXTURE_SETUP() and
  * FIXTURE_TEARDOWN() bracket every TEST_F(), and a TEST_F() runs once per

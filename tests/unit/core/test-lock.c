@@ -484,10 +484,13 @@ TEST(futex_uninterruptible_wait_ignores_signals)
 		pthread_kill(th, SIGUSR1);
 		sleep_ms(5);
 	}
-	ASSERT_TRUE(wait_int(&handled, 20, 5000));
+	sleep_ms(20);
+	TH_LOG("handler ran %d times before the wake-up",
+	       __atomic_load_n(&handled, __ATOMIC_RELAXED));
 	ASSERT_EQ(__atomic_load_n(&w.done, __ATOMIC_ACQUIRE), 0);
 	__atomic_store_n(&w.word, 1, __ATOMIC_RELEASE);
 	hetmem_futex_wake(&w.word, 1);
 	pthread_join(th, NULL);
 	ASSERT_EQ(w.ret, 0);
+	ASSERT_GE(__atomic_load_n(&handled, __ATOMIC_RELAXED), 1);
 }
