@@ -41,6 +41,9 @@ void hetmem_futex_wake(uint32_t *word, int count);
  */
 void hetmem_futex_wake_after_unlock(uint32_t *word);
 
+/* True while the calling thread holds a hetmem spinlock. */
+bool hetmem_in_atomic(void);
+
 /* Absolute deadline for a jiffies timeout; -1 for MAX_SCHEDULE_TIMEOUT. */
 int64_t hetmem_timeout_to_deadline(long timeout);
 /* Jiffies left until @deadline, at least 1 while it has not passed. */

@@ -52,6 +52,11 @@ static void flush_wakes(void)
 		hetmem_futex_wake(wake_queue[--wake_len], 1);
 }
 
+bool hetmem_in_atomic(void)
+{
+	return spin_depth != 0;
+}
+
 void hetmem_futex_wake_after_unlock(uint32_t *word)
 {
 	if (!spin_depth || wake_len == WAKE_QUEUE_LEN) {

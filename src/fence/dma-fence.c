@@ -183,7 +183,9 @@ HETMEM_API bool dma_fence_begin_signalling(void)
 {
 	if (!hetmem_lockdep_enabled())
 		return true;
-	if (hetmem_lockdep_is_held_read(&fence_lockdep_map))
+	/* Nested, or in atomic context: nothing to record, as in the kernel. */
+	if (hetmem_in_atomic() ||
+	    hetmem_lockdep_is_held_read(&fence_lockdep_map))
 		return true;
 	/*
 	 * A read-trylock, as the kernel records it: entering a section adds

@@ -11,6 +11,7 @@
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <hetmem/fence/dma-fence-unwrap.h>
@@ -111,6 +112,17 @@
  * that the error is -EMFILE. (Raising the soft limit lets descriptor
  * numbers exceed FD_SETSIZE, which matters only to select() users that
  * were already at the limit.)
+ *
+ * The record makes the pipe readable an instant before the write end is
+ * closed, and the signal may run on another thread (the fence executor
+ * for merged fences, the import watcher): POLLHUP, not POLLIN, tells that
+ * the producer's descriptor is gone.
+ *
+ * Two internal waits are not bounded by a caller's timeout, only by one
+ * second each and in practice by a few system calls: a thread that
+ * unregisters the last watched proxy waits for the watcher to close its
+ * descriptors, and a thread that saw a proxy settle waits for its
+ * duplicate descriptor to be closed (see sync_file_import.c).
  */
 
 /**
@@ -162,21 +174,26 @@ static pthread_once_t sync_once = PTHREAD_ONCE_INIT;
 
 /* --- small helpers ----------------------------------------------------- */
 
+/* Wait out a fork() being prepared; returns the guard's value after. */
+static uint32_t guard_wait_unforked(void)
+{
+	uint32_t v;
+
+	while ((v = __atomic_load_n(&fork_guard, __ATOMIC_RELAXED)) &
+	       GUARD_FORKING)
+		hetmem_futex_wait(&fork_guard, v, -1, false);
+	return v;
+}
+
 static void guard_read_lock(void)
 {
-	uint32_t v = __atomic_load_n(&fork_guard, __ATOMIC_RELAXED);
+	uint32_t v;
 
-	for (;;) {
-		if (v & GUARD_FORKING) {
-			hetmem_futex_wait(&fork_guard, v, -1, false);
-			v = __atomic_load_n(&fork_guard, __ATOMIC_RELAXED);
-			continue;
-		}
-		if (__atomic_compare_exchange_n(&fork_guard, &v, v + 1, true,
-						__ATOMIC_ACQUIRE,
-						__ATOMIC_RELAXED))
-			return;
-	}
+	do {
+		v = guard_wait_unforked();
+	} while (!__atomic_compare_exchange_n(&fork_guard, &v, v + 1, false,
+					      __ATOMIC_ACQUIRE,
+					      __ATOMIC_RELAXED));
 }
 
 static void guard_read_unlock(void)
@@ -187,23 +204,17 @@ static void guard_read_unlock(void)
 		hetmem_futex_wake(&fork_guard, INT_MAX);
 }
 
+/* Two threads may fork at once: one at a time, then wait for readers. */
 static void guard_fork_lock(void)
 {
-	uint32_t v = __atomic_load_n(&fork_guard, __ATOMIC_RELAXED);
+	uint32_t v;
 
-	/* Two threads may fork at once: one at a time here. */
-	for (;;) {
-		if (v & GUARD_FORKING) {
-			hetmem_futex_wait(&fork_guard, v, -1, false);
-			v = __atomic_load_n(&fork_guard, __ATOMIC_RELAXED);
-			continue;
-		}
-		if (__atomic_compare_exchange_n(&fork_guard, &v,
-						v | GUARD_FORKING, true,
-						__ATOMIC_ACQUIRE,
-						__ATOMIC_RELAXED))
-			break;
-	}
+	do {
+		v = guard_wait_unforked();
+	} while (!__atomic_compare_exchange_n(&fork_guard, &v,
+					      v | GUARD_FORKING, false,
+					      __ATOMIC_ACQUIRE,
+					      __ATOMIC_RELAXED));
 	while ((v = __atomic_load_n(&fork_guard, __ATOMIC_ACQUIRE)) !=
 	       GUARD_FORKING)
 		hetmem_futex_wait(&fork_guard, v, -1, false);
@@ -334,16 +345,39 @@ static void sync_file_fill_record(struct sync_file *sf,
 
 /*
  * A reader that closed its end makes write() raise SIGPIPE, whose default
- * action would kill the signalling process. Block it around the write and
- * consume the one our write raised; leave alone a SIGPIPE the thread
- * blocked itself (it may be pending for the application's own reasons).
+ * action would kill the signalling process. Linux 6.18 lets one write opt
+ * out (RWF_NOSIGNAL); older kernels reject the flag with EINVAL once, and
+ * from then on the signal is blocked around the write and the one our
+ * write raised is consumed. A SIGPIPE the thread blocked itself is left
+ * alone (it may be pending for the application's own reasons).
  */
+#ifndef RWF_NOSIGNAL
+#define RWF_NOSIGNAL 0x00000100
+#endif
+
+static bool nosignal_unsupported;
+
+static bool sync_file_write_nosignal(int wfd, const struct hetmem_sync_record *rec)
+{
+	struct iovec iov = { (void *)rec, sizeof(*rec) };
+
+	if (__atomic_load_n(&nosignal_unsupported, __ATOMIC_RELAXED))
+		return false;
+	if (pwritev2(wfd, &iov, 1, -1, RWF_NOSIGNAL) >= 0 ||
+	    (errno != EINVAL && errno != EOPNOTSUPP))
+		return true;
+	__atomic_store_n(&nosignal_unsupported, true, __ATOMIC_RELAXED);
+	return false;
+}
+
 static void sync_file_write_record(int wfd, const struct hetmem_sync_record *rec)
 {
 	static const struct timespec zero;
 	sigset_t pipe_set, old;
 	ssize_t n;
 
+	if (sync_file_write_nosignal(wfd, rec))
+		return;
 	sigemptyset(&pipe_set);
 	sigaddset(&pipe_set, SIGPIPE);
 	pthread_sigmask(SIG_BLOCK, &pipe_set, &old);

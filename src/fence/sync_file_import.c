@@ -55,7 +55,12 @@
  * -EINVAL. If the scratch pipe cannot be opened, that error (-EMFILE,
  * -ENFILE) becomes the status: a fence must complete, and never hang. The
  * first reader settles the status for the proxy; then the proxy closes
- * its duplicate, once no thread is using it any more.
+ * its duplicate, once no thread is using it any more. Every use of the
+ * duplicate is counted, because a closed number can be reused at once by
+ * another open(); a thread that saw the proxy settle waits (the instant
+ * another thread's poll or tee takes to return, bounded by a second) until
+ * the duplicate is closed, so that when anyone reports the fence
+ * signalled, the proxy holds no descriptor any more.
  *
  * The ops: signaled() polls with timeout 0; wait() polls the descriptor
  * itself, so a waiter is woken directly by the kernel (a signal handler
@@ -98,8 +103,8 @@
  * live in the open file, which the child would share): its handler closes
  * the inherited epoll and eventfd descriptors and, if proxies were being
  * watched at the instant of fork(), opens new ones and starts a watcher
- * thread for them in the child (the parent's did not survive fork()). The locks of this file are held across fork() by the prepare
- * handler.
+ * thread for them in the child (the parent's did not survive fork()).
+ * The locks of this file are held across fork() by the prepare handler.
  */
 
 #define PIPEFS_MAGIC_NR 0x50495045	/* "PIPE", linux/magic.h */
@@ -608,7 +613,6 @@ static unsigned int watch_collect_locked(const struct epoll_event *ev, int n,
 }
 
 static bool import_check(struct sync_import *p);
-static void import_fail(struct sync_import *p, int err);
 
 static void watch_signal(struct sync_import **ready, unsigned int n)
 {

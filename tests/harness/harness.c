@@ -18,6 +18,29 @@
 
 #include "harness.h"
 
+#if defined(__SANITIZE_THREAD__)
+#define HARNESS_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define HARNESS_TSAN 1
+#endif
+#endif
+
+#ifdef HARNESS_TSAN
+/*
+ * Defaults for every test binary; TSAN_OPTIONS still overrides them.
+ * liburcu's call_rcu worker outlives each case, so TSan would sleep a
+ * second at every case's exit waiting for it; and liburcu restarts that
+ * worker in forked children, which TSan refuses after a multi-threaded
+ * fork unless die_after_fork=0.
+ */
+const char *__tsan_default_options(void);
+const char *__tsan_default_options(void)
+{
+	return "atexit_sleep_ms=0:die_after_fork=0";
+}
+#endif
+
 #define TH_DEFAULT_DURATION 2.0
 
 struct th_case {

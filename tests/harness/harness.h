@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /**
@@ -257,5 +258,40 @@ void th_assert_failed(void) __attribute__((noreturn));
 #define EXPECT_NONNULL(p) TH_PTR(0, "EXPECT_NONNULL", false, p)
 #define EXPECT_STREQ(a, b) TH_STR(0, "EXPECT_STREQ", true, a, b)
 #define EXPECT_STRNE(a, b) TH_STR(0, "EXPECT_STRNE", false, a, b)
+
+/*
+ * Small time helpers every suite needs. CLOCK_MONOTONIC, the clock hetmem
+ * timestamps use, so test deadlines and fence timestamps compare.
+ */
+static inline int64_t harness_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Sleep @ms milliseconds, resuming after signal handlers. */
+static inline void harness_sleep_ms(long ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000,
+			       .tv_nsec = (ms % 1000) * 1000000 };
+
+	while (nanosleep(&ts, &ts))
+		;
+}
+
+/* Poll until *@p == @want (acquire) or @ms pass; true if it got there. */
+static inline bool harness_wait_int(const int *p, int want, long ms)
+{
+	int64_t end = harness_now_ms() + ms;
+
+	while (__atomic_load_n(p, __ATOMIC_ACQUIRE) != want) {
+		if (harness_now_ms() > end)
+			return false;
+		harness_sleep_ms(1);
+	}
+	return true;
+}
 
 #endif /* HETMEM_TESTS_HARNESS_H */

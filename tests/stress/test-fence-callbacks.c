@@ -18,33 +18,11 @@
 #include "core/internal.h"
 #include "harness.h"
 
-#if defined(__SANITIZE_THREAD__)
-#define UNDER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define UNDER_TSAN 1
-#endif
-#endif
-
-#ifdef UNDER_TSAN
-/* liburcu's worker outlives each case: do not sleep at exit for it. */
-const char *__tsan_default_options(void);
-const char *__tsan_default_options(void)
-{
-	return "atexit_sleep_ms=0";
-}
-#endif
-
 static void sleep_us(long us)
 {
 	struct timespec ts = { .tv_nsec = us * 1000 };
 
 	nanosleep(&ts, NULL);
-}
-
-static int64_t now_ms(void)
-{
-	return hetmem_ktime_get() / 1000000;
 }
 
 static uint32_t rnd(uint32_t *state)
@@ -321,7 +299,7 @@ FIXTURE_TEARDOWN(cbs)
 TEST_F_TIMEOUT(cbs, add_remove_vs_signal, 120)
 {
 	struct cb_stress *cs = &self->cs;
-	int64_t end = now_ms() + (int64_t)(harness_duration_s() * 1000);
+	int64_t end = harness_now_ms() + (int64_t)(harness_duration_s() * 1000);
 	uint64_t ctx = dma_fence_context_alloc(1), seqno = 0;
 	unsigned long out[4] = { 0 }, rounds = 0, created0 = created;
 	unsigned long warns = hetmem_warn_count();
@@ -360,7 +338,7 @@ TEST_F_TIMEOUT(cbs, add_remove_vs_signal, 120)
 			dma_fence_put(cs->f[i]);
 		}
 		rounds++;
-	} while (now_ms() < end);
+	} while (harness_now_ms() < end);
 	__atomic_store_n(&cs->stop, 1, __ATOMIC_RELEASE);
 	pthread_barrier_wait(&cs->start);
 	for (i = 0; i < ADDERS; i++) {
@@ -441,7 +419,7 @@ static void *one_signaller(void *arg)
 TEST_TIMEOUT(remove_vs_signal_single_fence, 120)
 {
 	static hetmem_spinlock_t lock = HETMEM_SPINLOCK_INIT(single_fence_lock);
-	int64_t end = now_ms() + (int64_t)(harness_duration_s() * 1000);
+	int64_t end = harness_now_ms() + (int64_t)(harness_duration_s() * 1000);
 	struct one_signal o = { 0 };
 	pthread_barrier_t go;
 	unsigned long won = 0, lost = 0, n = 0;
@@ -450,7 +428,7 @@ TEST_TIMEOUT(remove_vs_signal_single_fence, 120)
 	ASSERT_EQ(pthread_barrier_init(&go, NULL, 2), 0);
 	o.go = &go;
 	ASSERT_EQ(pthread_create(&th, NULL, one_signaller, &o), 0);
-	while (now_ms() < end) {
+	while (harness_now_ms() < end) {
 		struct dma_fence *f = cf_create(&lock, 1, ++n);
 		struct race_cb r = { 0 };
 		bool removed;

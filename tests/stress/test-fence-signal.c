@@ -16,33 +16,11 @@
 #include "core/internal.h"
 #include "harness.h"
 
-#if defined(__SANITIZE_THREAD__)
-#define UNDER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define UNDER_TSAN 1
-#endif
-#endif
-
-#ifdef UNDER_TSAN
-/* liburcu's worker outlives each case: do not sleep at exit for it. */
-const char *__tsan_default_options(void);
-const char *__tsan_default_options(void)
-{
-	return "atexit_sleep_ms=0";
-}
-#endif
-
 static void sleep_us(long us)
 {
 	struct timespec ts = { .tv_nsec = us * 1000 };
 
 	nanosleep(&ts, NULL);
-}
-
-static int64_t now_ms(void)
-{
-	return hetmem_ktime_get() / 1000000;
 }
 
 static uint32_t rnd(uint32_t *state)
@@ -434,7 +412,7 @@ static void check_workers(struct worker *w, int n, const char *role)
 TEST_F_TIMEOUT(rounds, signal_and_wait, 120)
 {
 	struct sig_stress *st = &self->st;
-	int64_t end = now_ms() + (int64_t)(harness_duration_s() * 1000);
+	int64_t end = harness_now_ms() + (int64_t)(harness_duration_s() * 1000);
 	int threads = SIGNALLERS + WAITERS + ANY_WAITERS + POLLERS + 1;
 	unsigned long rounds = 0, waits[WAIT_KINDS] = { 0 }, won = 0, lost = 0;
 	unsigned long any = 0, timeouts = 0, seqno = 0, unsignalled = 0;
@@ -465,7 +443,7 @@ TEST_F_TIMEOUT(rounds, signal_and_wait, 120)
 			dma_fence_put(st->f[i]);
 		}
 		rounds++;
-	} while (now_ms() < end);
+	} while (harness_now_ms() < end);
 	__atomic_store_n(&st->stop, 1, __ATOMIC_RELEASE);
 	pthread_barrier_wait(&st->start);
 
@@ -605,7 +583,7 @@ TEST_F_TIMEOUT(slot, get_rcu_safe_vs_swapping_writer, 120)
 {
 	struct slot_stress *ss = &self->ss;
 	hetmem_spinlock_t *lock = variant->shared_lock ? &ss->shared : NULL;
-	int64_t end = now_ms() + (int64_t)(harness_duration_s() * 1000);
+	int64_t end = harness_now_ms() + (int64_t)(harness_duration_s() * 1000);
 	uint64_t ctx = dma_fence_context_alloc(1), seqno = 1;
 	struct reader r[READERS] = { { 0 } };
 	unsigned long gets = 0, created0 = created;
@@ -617,7 +595,7 @@ TEST_F_TIMEOUT(slot, get_rcu_safe_vs_swapping_writer, 120)
 		r[i].seed = 0x2545f491u * (uint32_t)(i + 1);
 		ASSERT_EQ(pthread_create(&r[i].th, NULL, slot_reader, &r[i]), 0);
 	}
-	while (now_ms() < end) {
+	while (harness_now_ms() < end) {
 		struct dma_fence *old, *new = sf_create(lock, ctx, ++seqno);
 
 		/* Publish the new fence, then finish and drop the old one. */

@@ -22,13 +22,6 @@
 #include "fence/sync_file_internal.h"
 #include "harness.h"
 
-const char *__tsan_default_options(void);
-const char *__tsan_default_options(void)
-{
-	/* liburcu's worker outlives each case: do not sleep at exit for it. */
-	return "atexit_sleep_ms=0";
-}
-
 #define PRODUCERS 2
 #define CONSUMERS 3
 #define QUEUE_LEN 16

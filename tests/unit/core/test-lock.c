@@ -13,29 +13,15 @@
 #include "core/internal.h"
 #include "harness.h"
 
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000,
-			       .tv_nsec = (ms % 1000) * 1000000 };
-
-	while (nanosleep(&ts, &ts))
-		;
-}
-
-static int64_t now_ms(void)
-{
-	return hetmem_ktime_get() / 1000000;
-}
-
 /* Spins until *@p == @want or @ms elapse; returns whether it matched. */
 static bool wait_u32(const uint32_t *p, uint32_t want, long ms)
 {
-	int64_t end = now_ms() + ms;
+	int64_t end = harness_now_ms() + ms;
 
 	while (__atomic_load_n(p, __ATOMIC_ACQUIRE) != want) {
-		if (now_ms() > end)
+		if (harness_now_ms() > end)
 			return false;
-		sleep_ms(1);
+		harness_sleep_ms(1);
 	}
 	return true;
 }
@@ -156,7 +142,7 @@ static void *hold_thread(void *arg)
 	o->lock(h->fx->lock);
 	__atomic_store_n(&h->state, 1, __ATOMIC_RELEASE);
 	while (__atomic_load_n(&h->state, __ATOMIC_ACQUIRE) != 2)
-		sleep_ms(1);
+		harness_sleep_ms(1);
 	o->unlock(h->fx->lock);
 	__atomic_store_n(&h->state, 3, __ATOMIC_RELEASE);
 	return NULL;
@@ -217,7 +203,7 @@ static void *contend_thread(void *arg)
 
 	__atomic_store_n(&c->started, 1, __ATOMIC_RELEASE);
 	o->lock(c->fx->lock);
-	c->got_at = now_ms();
+	c->got_at = harness_now_ms();
 	c->saw_release = __atomic_load_n(&c->released, __ATOMIC_ACQUIRE);
 	o->unlock(c->fx->lock);
 	return NULL;
@@ -235,10 +221,10 @@ TEST_F(locks, contended_lock_sleeps_and_is_woken)
 	ASSERT_TRUE(wait_int(&c.started, 1, 5000));
 	/* The contender announces itself as a sleeper (state 2). */
 	ASSERT_TRUE(wait_u32(self->word, 2, 5000));
-	sleep_ms(50);
+	harness_sleep_ms(50);
 	ASSERT_EQ(c.got_at, 0);
 	__atomic_store_n(&c.released, 1, __ATOMIC_RELEASE);
-	released_at = now_ms();
+	released_at = harness_now_ms();
 	o->unlock(self->lock);
 	pthread_join(th, NULL);
 	ASSERT_TRUE(c.saw_release);
@@ -274,7 +260,7 @@ static void *excl_worker(void *arg)
 	struct excl *x = t->x;
 	const struct lock_ops *o = x->fx->ops;
 
-	while (now_ms() < x->end_ms) {
+	while (harness_now_ms() < x->end_ms) {
 		int i;
 
 		for (i = 0; i < 64; i++) {
@@ -302,7 +288,7 @@ static void run_exclusion(FIXTURE_DATA(locks) *fx, bool yield_inside)
 	unsigned long total = 0;
 	int i, last = -1, stalled = 0;
 
-	x.end_ms = now_ms() + 1000;
+	x.end_ms = harness_now_ms() + 1000;
 	for (i = 0; i < EXCL_THREADS; i++) {
 		t[i].x = &x;
 		t[i].ops = 0;
@@ -318,7 +304,7 @@ static void run_exclusion(FIXTURE_DATA(locks) *fx, bool yield_inside)
 		stalled = p == last ? stalled + 1 : 0;
 		last = p;
 		ASSERT_LT(stalled, 200);	/* 2 s without progress */
-		sleep_ms(10);
+		harness_sleep_ms(10);
 	}
 	for (i = 0; i < EXCL_THREADS; i++) {
 		pthread_join(t[i].th, NULL);
@@ -379,11 +365,11 @@ TEST(init_names_the_lock)
 TEST(futex_wait_value_mismatch_returns_at_once)
 {
 	uint32_t word = 5;
-	int64_t t0 = now_ms();
+	int64_t t0 = harness_now_ms();
 
 	ASSERT_EQ(hetmem_futex_wait(&word, 4, -1, false), 0);
 	ASSERT_EQ(hetmem_futex_wait(&word, 4, -1, true), 0);
-	ASSERT_LT(now_ms() - t0, 1000);
+	ASSERT_LT(harness_now_ms() - t0, 1000);
 }
 
 TEST(futex_wait_deadline)
@@ -428,7 +414,7 @@ TEST(futex_wake_wakes_sleeper)
 
 	ASSERT_EQ(pthread_create(&th, NULL, futex_wait_thread, &w), 0);
 	ASSERT_TRUE(wait_int(&w.started, 1, 5000));
-	sleep_ms(30);
+	harness_sleep_ms(30);
 	ASSERT_EQ(__atomic_load_n(&w.done, __ATOMIC_ACQUIRE), 0);
 	__atomic_store_n(&w.word, 1, __ATOMIC_RELEASE);
 	hetmem_futex_wake(&w.word, 1);
@@ -464,7 +450,7 @@ TEST(futex_intr_wait_interrupted_despite_sa_restart)
 	/* A signal may land before the sleep starts: keep knocking. */
 	for (i = 0; i < 500 && !__atomic_load_n(&w.done, __ATOMIC_ACQUIRE); i++) {
 		pthread_kill(th, SIGUSR1);
-		sleep_ms(10);
+		harness_sleep_ms(10);
 	}
 	pthread_join(th, NULL);
 	ASSERT_EQ(w.ret, -EINTR);
@@ -482,9 +468,9 @@ TEST(futex_uninterruptible_wait_ignores_signals)
 	ASSERT_TRUE(wait_int(&w.started, 1, 5000));
 	for (i = 0; i < 20; i++) {
 		pthread_kill(th, SIGUSR1);
-		sleep_ms(5);
+		harness_sleep_ms(5);
 	}
-	sleep_ms(20);
+	harness_sleep_ms(20);
 	TH_LOG("handler ran %d times before the wake-up",
 	       __atomic_load_n(&handled, __ATOMIC_RELAXED));
 	ASSERT_EQ(__atomic_load_n(&w.done, __ATOMIC_ACQUIRE), 0);

@@ -13,54 +13,6 @@
 #include "core/internal.h"
 #include "harness.h"
 
-#if defined(__SANITIZE_THREAD__)
-#define UNDER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define UNDER_TSAN 1
-#endif
-#endif
-
-#ifdef UNDER_TSAN
-/*
- * Defaults for this binary; TSAN_OPTIONS still overrides them. liburcu
- * restarts its call_rcu worker in a forked child, which TSan refuses after
- * a fork of a multi-threaded parent unless die_after_fork=0; and since that
- * worker outlives every case, TSan would sleep a second at each exit.
- */
-const char *__tsan_default_options(void);
-const char *__tsan_default_options(void)
-{
-	return "die_after_fork=0:atexit_sleep_ms=0";
-}
-#endif
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000,
-			       .tv_nsec = (ms % 1000) * 1000000 };
-
-	while (nanosleep(&ts, &ts))
-		;
-}
-
-static int64_t now_ms(void)
-{
-	return hetmem_ktime_get() / 1000000;
-}
-
-static bool wait_flag(const int *p, int want, long ms)
-{
-	int64_t end = now_ms() + ms;
-
-	while (__atomic_load_n(p, __ATOMIC_ACQUIRE) != want) {
-		if (now_ms() > end)
-			return false;
-		sleep_ms(1);
-	}
-	return true;
-}
-
 struct obj {
 	int value;
 	int *freed;		/* set by the callback before free() */
@@ -141,9 +93,9 @@ static void *long_reader(void *arg)
 	o = __atomic_load_n(&c->slot, __ATOMIC_ACQUIRE);
 	__atomic_store_n(&c->inside, 1, __ATOMIC_RELEASE);
 	while (!__atomic_load_n(&c->may_leave, __ATOMIC_ACQUIRE))
-		sleep_ms(1);
+		harness_sleep_ms(1);
 	/* Give a broken grace period time to free it under us. */
-	sleep_ms(20);
+	harness_sleep_ms(20);
 	c->freed_while_inside = __atomic_load_n(&c->freed, __ATOMIC_ACQUIRE);
 	c->seen_value = o->value;
 	hetmem_rcu_read_unlock();
@@ -159,20 +111,20 @@ TEST(call_rcu_waits_for_readers)
 	old = obj_new(1, &c.freed);
 	c.slot = old;
 	ASSERT_EQ(pthread_create(&th, NULL, long_reader, &c), 0);
-	ASSERT_TRUE(wait_flag(&c.inside, 1, 5000));
+	ASSERT_TRUE(harness_wait_int(&c.inside, 1, 5000));
 
 	new = obj_new(2, &c.freed);
 	__atomic_store_n(&c.slot, new, __ATOMIC_RELEASE);
 	hetmem_call_rcu(&old->rcu, obj_free_rcu);
 	/* The reader is still inside: the callback must wait. */
-	sleep_ms(50);
+	harness_sleep_ms(50);
 	ASSERT_EQ(__atomic_load_n(&c.freed, __ATOMIC_ACQUIRE), 0);
 	__atomic_store_n(&c.may_leave, 1, __ATOMIC_RELEASE);
 	pthread_join(th, NULL);
 	ASSERT_EQ(c.freed_while_inside, 0);
 	ASSERT_EQ(c.seen_value, 1);
 	/* After the reader left, the callback runs. */
-	ASSERT_TRUE(wait_flag(&c.freed, 1, 10000));
+	ASSERT_TRUE(harness_wait_int(&c.freed, 1, 10000));
 	hetmem_rcu_barrier();
 	free(new);
 }
@@ -183,7 +135,7 @@ static void *timed_reader(void *arg)
 
 	hetmem_rcu_read_lock();
 	__atomic_store_n(state, 1, __ATOMIC_RELEASE);
-	sleep_ms(100);
+	harness_sleep_ms(100);
 	__atomic_store_n(state, 2, __ATOMIC_RELEASE);
 	hetmem_rcu_read_unlock();
 	return NULL;
@@ -196,15 +148,15 @@ TEST(synchronize_rcu_waits_for_readers)
 	pthread_t th;
 
 	ASSERT_EQ(pthread_create(&th, NULL, timed_reader, &state), 0);
-	ASSERT_TRUE(wait_flag(&state, 1, 5000));
+	ASSERT_TRUE(harness_wait_int(&state, 1, 5000));
 	hetmem_synchronize_rcu();
 	/* The reader must have left its section before this returned. */
 	ASSERT_EQ(__atomic_load_n(&state, __ATOMIC_ACQUIRE), 2);
 	pthread_join(th, NULL);
 	/* Without readers it returns promptly. */
-	t0 = now_ms();
+	t0 = harness_now_ms();
 	hetmem_synchronize_rcu();
-	ASSERT_LT(now_ms() - t0, 2000);
+	ASSERT_LT(harness_now_ms() - t0, 2000);
 }
 
 struct counted_head {

@@ -17,54 +17,8 @@
 #include "core/internal.h"
 #include "harness.h"
 
-#if defined(__SANITIZE_THREAD__)
-#define UNDER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define UNDER_TSAN 1
-#endif
-#endif
-
-#ifdef UNDER_TSAN
-/*
- * liburcu's call_rcu worker outlives every case; without this TSan would
- * sleep a second at each case's exit. TSAN_OPTIONS still overrides it.
- */
-const char *__tsan_default_options(void);
-const char *__tsan_default_options(void)
-{
-	return "atexit_sleep_ms=0";
-}
-#endif
-
 /* ------------------------------------------------------------------ */
 /* helpers */
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000,
-			       .tv_nsec = (ms % 1000) * 1000000 };
-
-	while (nanosleep(&ts, &ts))
-		;
-}
-
-static int64_t now_ms(void)
-{
-	return hetmem_ktime_get() / 1000000;
-}
-
-static bool wait_int(const int *p, int want, long ms)
-{
-	int64_t end = now_ms() + ms;
-
-	while (__atomic_load_n(p, __ATOMIC_ACQUIRE) != want) {
-		if (now_ms() > end)
-			return false;
-		sleep_ms(1);
-	}
-	return true;
-}
 
 static bool test_flag(struct dma_fence *f, int bit)
 {
@@ -366,7 +320,7 @@ static void *waiter_thread(void *arg)
 static void start_waiter(struct waiter *w)
 {
 	ASSERT_EQ(pthread_create(&w->th, NULL, waiter_thread, w), 0);
-	ASSERT_TRUE(wait_int(&w->started, 1, 5000));
+	ASSERT_TRUE(harness_wait_int(&w->started, 1, 5000));
 }
 
 /* Signals @f from another thread after @ms. */
@@ -382,8 +336,8 @@ static void *delayed_signal_thread(void *arg)
 	struct delayed_signal *d = arg;
 
 	while (!__atomic_load_n(&d->go, __ATOMIC_ACQUIRE))
-		sleep_ms(1);
-	sleep_ms(d->ms);
+		harness_sleep_ms(1);
+	harness_sleep_ms(d->ms);
 	dma_fence_signal(d->f);
 	return NULL;
 }
@@ -568,7 +522,7 @@ static void *race_thread_fn(void *arg)
 {
 	struct race_thread *t = arg;
 
-	while (now_ms() < t->end_ms) {
+	while (harness_now_ms() < t->end_ms) {
 		struct dma_fence *f1, *f2 = NULL;
 		struct rec_cb r = { 0 };
 		int64_t give_up;
@@ -595,9 +549,9 @@ static void *race_thread_fn(void *arg)
 
 			t->added++;
 			/* The owner of f2 always signals it; allow for load. */
-			give_up = now_ms() + 5000;
+			give_up = harness_now_ms() + 5000;
 			while (!__atomic_load_n(&r.calls, __ATOMIC_ACQUIRE) &&
-			       now_ms() < give_up)
+			       harness_now_ms() < give_up)
 				sched_yield();
 			/* Flush a callback that might still be running. */
 			hetmem_spin_lock(f2->lock);
@@ -630,7 +584,7 @@ static void race_signal_callback_pass(bool before, int64_t ms)
 	for (i = 0; i < 2; i++) {
 		t[i] = (struct race_thread){
 			.own = &slot[i], .other = &slot[!i], .before = before,
-			.end_ms = now_ms() + ms, .stop = &stop,
+			.end_ms = harness_now_ms() + ms, .stop = &stop,
 		};
 		ASSERT_EQ(pthread_create(&th[i], NULL, race_thread_fn, &t[i]), 0);
 	}
@@ -763,7 +717,7 @@ static void *slot_switch_thread(void *arg)
 {
 	struct slot_switch *s = arg;
 
-	sleep_ms(s->ms);
+	harness_sleep_ms(s->ms);
 	__atomic_store_n(s->slot, s->to, __ATOMIC_RELEASE);
 	return NULL;
 }
@@ -852,10 +806,6 @@ TEST(get_rcu_safe_revalidates_recycled_fence)
 				.sa_flags = SA_SIGINFO }, old;
 	struct dma_fence *q = tf_create(&plain_ops), *slot, *got, *p;
 
-#ifdef UNDER_TSAN
-	SKIP(dma_fence_put(q); return,
-	     "faulting inside TSan's atomic emulation is not supported");
-#endif
 	recycle.size = (size_t)sysconf(_SC_PAGESIZE);
 	recycle.page = mmap(NULL, recycle.size, PROT_READ | PROT_WRITE,
 			    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -911,11 +861,11 @@ TEST(get_rcu_safe_revalidates_changing_slot)
 	struct dma_fence *slot = a;
 	struct flipper fl = { .slot = &slot, .a = a, .b = b };
 	unsigned long got_a = 0, got_b = 0;
-	int64_t end = now_ms() + 300;
+	int64_t end = harness_now_ms() + 300;
 	pthread_t th;
 
 	ASSERT_EQ(pthread_create(&th, NULL, flip_thread, &fl), 0);
-	while (now_ms() < end) {
+	while (harness_now_ms() < end) {
 		struct dma_fence *got;
 
 		hetmem_rcu_read_lock();
@@ -1170,7 +1120,7 @@ static void *hold_lock_thread(void *arg)
 	hetmem_spin_lock(h->lock);
 	__atomic_store_n(&h->state, 1, __ATOMIC_RELEASE);
 	while (__atomic_load_n(&h->state, __ATOMIC_ACQUIRE) != 2)
-		sleep_ms(1);
+		harness_sleep_ms(1);
 	hetmem_spin_unlock(h->lock);
 	return NULL;
 }
@@ -1186,7 +1136,7 @@ TEST(locked_variant_with_lock_held_by_other_thread_warns)
 	f = &tf_create_on(&plain_ops, &lock, 1, 1)->base;
 	quiet_warnings();
 	ASSERT_EQ(pthread_create(&th, NULL, hold_lock_thread, &h), 0);
-	ASSERT_TRUE(wait_int(&h.state, 1, 5000));
+	ASSERT_TRUE(harness_wait_int(&h.state, 1, 5000));
 	/* Locked, but not by this thread: that is not "lock held". */
 	base = hetmem_warn_count();
 	ASSERT_EQ(dma_fence_signal_locked(f), 0);
@@ -1577,9 +1527,9 @@ TEST(default_wait_return_values)
 	ASSERT_EQ(dma_fence_wait_timeout(f, true, 0), 0);
 	ASSERT_EQ(dma_fence_default_wait(f, false, 0), 0);
 	/* Unsignalled, times out. */
-	t0 = now_ms();
+	t0 = harness_now_ms();
 	ASSERT_EQ(dma_fence_wait_timeout(f, false, 30), 0);
-	t1 = now_ms();
+	t1 = harness_now_ms();
 	ASSERT_GE(t1 - t0, 30);
 	ASSERT_EQ(dma_fence_wait_timeout(f, true, 5), 0);
 	ASSERT_TRUE(hetmem_list_empty(&f->cb_list));
@@ -1688,9 +1638,9 @@ struct slow_cb {
 static void slow_func(struct dma_fence *f, struct dma_fence_cb *cb)
 {
 	struct slow_cb *s = hetmem_container_of(cb, struct slow_cb, cb);
-	int64_t end = now_ms() + 50;
+	int64_t end = harness_now_ms() + 50;
 
-	while (now_ms() < end)
+	while (harness_now_ms() < end)
 		;	/* busy: callbacks must not sleep */
 	__atomic_store_n(&s->done, 1, __ATOMIC_RELEASE);
 }
@@ -1712,14 +1662,14 @@ TEST(default_waiter_queued_first_returns_after_callbacks)
 	struct dma_fence *f = tf_create(&plain_ops);
 	struct slow_cb s = { 0 };
 	struct waiter w = { .f = f, .timeout = HETMEM_MAX_SCHEDULE_TIMEOUT };
-	int64_t end = now_ms() + 5000;
+	int64_t end = harness_now_ms() + 5000;
 	bool head_is_waiter;
 
 	ASSERT_EQ(dma_fence_add_callback(f, &s.cb, slow_func), 0);
 	start_waiter(&w);
 	while (list_count(f) != 2) {
-		ASSERT_LT(now_ms(), end);
-		sleep_ms(1);
+		ASSERT_LT(harness_now_ms(), end);
+		harness_sleep_ms(1);
 	}
 	hetmem_spin_lock(f->lock);
 	head_is_waiter = f->cb_list.next != &s.cb.node;
@@ -1765,11 +1715,11 @@ TEST(custom_wait_op_passed_through)
 /* Knocks on @w's thread with SIGUSR1 until it returns or @ms pass. */
 static void knock_until_done(struct waiter *w, long ms)
 {
-	int64_t end = now_ms() + ms;
+	int64_t end = harness_now_ms() + ms;
 
-	while (!__atomic_load_n(&w->done, __ATOMIC_ACQUIRE) && now_ms() < end) {
+	while (!__atomic_load_n(&w->done, __ATOMIC_ACQUIRE) && harness_now_ms() < end) {
 		pthread_kill(w->th, SIGUSR1);
-		sleep_ms(5);
+		harness_sleep_ms(5);
 	}
 }
 
@@ -1859,9 +1809,9 @@ TEST_F(intr, uninterruptible_wait_survives_signals)
 	start_waiter(&w);
 	for (i = 0; i < 20; i++) {
 		pthread_kill(w.th, SIGUSR1);
-		sleep_ms(5);
+		harness_sleep_ms(5);
 	}
-	sleep_ms(20);
+	harness_sleep_ms(20);
 	ASSERT_EQ(__atomic_load_n(&w.done, __ATOMIC_ACQUIRE), 0);
 	ASSERT_EQ(dma_fence_signal(self->f), 0);
 	pthread_join(w.th, NULL);
@@ -1980,7 +1930,7 @@ TEST(wait_any_wakes_on_signal_from_other_thread)
 		f[i] = tf_create(&enable_ops);
 	w.fences = f;
 	start_waiter(&w);
-	sleep_ms(20);
+	harness_sleep_ms(20);
 	ASSERT_EQ(__atomic_load_n(&w.done, __ATOMIC_ACQUIRE), 0);
 	ASSERT_EQ(dma_fence_signal(f[2]), 0);
 	pthread_join(w.th, NULL);
@@ -2001,10 +1951,10 @@ TEST(wait_any_timeout_expires)
 {
 	struct dma_fence *f[2] = { tf_create(&plain_ops), tf_create(&plain_ops) };
 	uint32_t idx = 99;
-	int64_t t0 = now_ms();
+	int64_t t0 = harness_now_ms();
 
 	ASSERT_EQ(dma_fence_wait_any_timeout(f, 2, false, 30, &idx), 0);
-	ASSERT_GE(now_ms() - t0, 30);
+	ASSERT_GE(harness_now_ms() - t0, 30);
 	ASSERT_TRUE(hetmem_list_empty(&f[0]->cb_list));
 	ASSERT_TRUE(hetmem_list_empty(&f[1]->cb_list));
 	dma_fence_signal(f[0]);
@@ -2072,7 +2022,7 @@ TEST(stub_fence)
 	ts = dma_fence_timestamp(s);
 	ASSERT_LE(ts, hetmem_ktime_get());
 	refs = hetmem_kref_read(&s->refcount);
-	sleep_ms(2);
+	harness_sleep_ms(2);
 	s2 = dma_fence_get_stub();
 	ASSERT_TRUE(s2 == s);
 	ASSERT_EQ(hetmem_kref_read(&s->refcount), refs + 1);

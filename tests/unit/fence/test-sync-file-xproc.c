@@ -20,13 +20,6 @@
 
 #include "harness.h"
 
-/* The consumers create threads (watcher, executor) in forked children. */
-const char *__tsan_default_options(void);
-const char *__tsan_default_options(void)
-{
-	return "die_after_fork=0";
-}
-
 #define WAIT_MS 10000
 
 struct test_fence {

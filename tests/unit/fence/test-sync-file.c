@@ -29,13 +29,6 @@
 #include "fence/sync_file_internal.h"
 #include "harness.h"
 
-/* Threads created in forked children are fine here (see the harness). */
-const char *__tsan_default_options(void);
-const char *__tsan_default_options(void)
-{
-	return "die_after_fork=0";
-}
-
 struct test_fence {
 	struct dma_fence base;
 	hetmem_spinlock_t lock;
@@ -537,7 +530,7 @@ TEST(closed_without_record_is_epipe)
 	p = fence_of(fp.rfd);
 	close(fp.wfd);
 	fp.wfd = -1;
-	EXPECT_EQ(dma_fence_wait_timeout(p, false, 1000) > 0, true);
+	EXPECT_GT(dma_fence_wait_timeout(p, false, 1000), 0);
 	EXPECT_EQ(dma_fence_get_status(p), -EPIPE);
 	EXPECT_EQ(fd_status(fp.rfd), -EPIPE);
 	dma_fence_put(p);
@@ -614,7 +607,6 @@ TEST(consumed_record_reads_as_epipe_but_stays_ready)
 	fake_signal(&fp, 1, 99);
 	/* A holder that read()s the record away: documented limit. */
 	ASSERT_EQ(read(fp.rfd, &rec, sizeof(rec)), (ssize_t)sizeof(rec));
-	EXPECT_EQ(readable(fp.rfd, 0) || true, true);
 	{
 		struct pollfd pfd = { .fd = fp.rfd, .events = POLLIN };
 
@@ -746,7 +738,7 @@ TEST(proxy_wait_interruptible_and_not)
 	__atomic_store_n(&k.stop, 1, __ATOMIC_RELEASE);
 	pthread_join(t, NULL);
 	fake_signal(&fp, 1, 1);
-	EXPECT_EQ(dma_fence_wait_timeout(p, true, 1000) > 0, true);
+	EXPECT_GT(dma_fence_wait_timeout(p, true, 1000), 0);
 	dma_fence_put(p);
 	fake_close(&fp);
 }
@@ -1366,6 +1358,30 @@ TEST(out_of_descriptors_is_emfile)
 		close(fds[n]);
 	}
 	dma_fence_put(f);
+}
+
+TEST(import_out_of_descriptors_is_emfile)
+{
+	struct fake_producer fp;
+	struct rlimit low;
+	struct dma_fence *f = (struct dma_fence *)1;
+	int fill[64], n = 0, fd;
+
+	fake_open(&fp);
+	low.rlim_cur = low.rlim_max = 32;
+	ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+	while (n < 64 && (fd = fcntl(fp.rfd, F_DUPFD_CLOEXEC, 0)) >= 0)
+		fill[n++] = fd;
+	/* The proxy needs its own duplicate of the descriptor. */
+	EXPECT_EQ(hetmem_sync_file_import(fp.rfd, &f), -EMFILE);
+	EXPECT_NULL(f);
+	EXPECT_NULL(sync_file_get_fence(fp.rfd));
+	close(fill[--n]);
+	f = fence_of(fp.rfd);
+	dma_fence_put(f);
+	while (n)
+		close(fill[--n]);
+	fake_close(&fp);
 }
 
 TEST(raise_nofile_once)
