@@ -48,6 +48,8 @@ bool hetmem_in_atomic(void);
 int64_t hetmem_timeout_to_deadline(long timeout);
 /* Jiffies left until @deadline, at least 1 while it has not passed. */
 long hetmem_deadline_to_timeout(int64_t deadline);
+/* poll(2) timeout for @deadline: ms left rounded up, -1 for no deadline. */
+int hetmem_deadline_to_poll_ms(int64_t deadline);
 
 /* liburcu's fork handlers, registered by hetmem_core_init(). */
 void hetmem_rcu_fork_handlers(void (**prepare)(void), void (**parent)(void),

@@ -2,6 +2,8 @@
 /*
  * hetmem - CLOCK_MONOTONIC time and jiffies.
  */
+#include <limits.h>
+
 #include "core/internal.h"
 
 /**
@@ -68,4 +70,18 @@ long hetmem_deadline_to_timeout(int64_t deadline)
 	 */
 	j = left > 0 ? left / HETMEM_NSEC_PER_JIFFY : 0;
 	return j > 0 ? j : 1;
+}
+
+int hetmem_deadline_to_poll_ms(int64_t deadline)
+{
+	int64_t left;
+
+	if (deadline < 0)
+		return -1;
+	left = deadline - hetmem_ktime_get();
+	if (left <= 0)
+		return 0;
+	/* Round up: poll() must not return before the deadline passed. */
+	left = (left + 999999) / 1000000;
+	return left > INT_MAX ? INT_MAX : (int)left;
 }

@@ -38,20 +38,6 @@ static int libsync_fail(int err)
 	return -1;
 }
 
-/* Milliseconds left until @deadline (ns, -1 for none), for poll(). */
-static int libsync_left_ms(int64_t deadline)
-{
-	int64_t left;
-
-	if (deadline < 0)
-		return -1;
-	left = deadline - hetmem_ktime_get();
-	if (left <= 0)
-		return 0;
-	left = (left + 999999) / 1000000;
-	return left > INT_MAX ? INT_MAX : (int)left;
-}
-
 /**
  * sync_wait() - wait until a sync_file is signalled
  * @fd: a sync_file descriptor
@@ -73,7 +59,7 @@ HETMEM_API int sync_wait(int fd, int timeout)
 	if (timeout >= 0)
 		deadline = hetmem_ktime_get() + (int64_t)timeout * 1000000;
 	do {
-		ret = poll(&pfd, 1, libsync_left_ms(deadline));
+		ret = poll(&pfd, 1, hetmem_deadline_to_poll_ms(deadline));
 		if (ret > 0) {
 			if (pfd.revents & (POLLERR | POLLNVAL))
 				return libsync_fail(EINVAL);

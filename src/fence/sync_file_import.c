@@ -905,19 +905,6 @@ signal_now:
 	return false;
 }
 
-static int import_poll_ms(int64_t deadline)
-{
-	int64_t left;
-
-	if (deadline < 0)
-		return -1;
-	left = deadline - hetmem_ktime_get();
-	if (left <= 0)
-		return 0;
-	left = (left + HETMEM_NSEC_PER_JIFFY - 1) / HETMEM_NSEC_PER_JIFFY;
-	return left > INT_MAX ? INT_MAX : (int)left;
-}
-
 /* 1 settled, 0 not yet, -errno (-EINTR for a signal handler). */
 static int import_wait_once(struct sync_import *p, int64_t deadline)
 {
@@ -927,7 +914,7 @@ static int import_wait_once(struct sync_import *p, int64_t deadline)
 		import_fd_wait_closed(p);
 		return 1;
 	}
-	ret = import_poll(p, import_poll_ms(deadline));
+	ret = import_poll(p, hetmem_deadline_to_poll_ms(deadline));
 	if (ret > 0)
 		import_settle_put(p);
 	else
