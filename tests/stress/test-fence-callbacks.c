@@ -17,6 +17,7 @@
 
 #include "core/internal.h"
 #include "harness.h"
+#include "mock-fence.h"
 
 static void sleep_us(long us)
 {
@@ -35,41 +36,11 @@ static uint32_t rnd(uint32_t *state)
 	return *state = x;
 }
 
-struct cfence {
-	struct dma_fence base;	/* first: dma_fence_free() frees the block */
-	hetmem_spinlock_t lock;
-};
-
-static unsigned long created, released;
-
-static const char *cf_name(struct dma_fence *f)
-{
-	return "cb-stress";
-}
-
-static void cf_release(struct dma_fence *f)
-{
-	__atomic_add_fetch(&released, 1, __ATOMIC_RELAXED);
-	dma_fence_free(f);
-}
-
-static const struct dma_fence_ops cf_ops = {
-	.get_driver_name = cf_name,
-	.get_timeline_name = cf_name,
-	.release = cf_release,
-};
-
+/* Counted, so that the end can prove every fence was released once. */
 static struct dma_fence *cf_create(hetmem_spinlock_t *shared, uint64_t ctx,
 				   uint64_t seqno)
 {
-	struct cfence *c = calloc(1, sizeof(*c));
-
-	ASSERT_NONNULL(c);
-	hetmem_spin_lock_init(&c->lock);
-	dma_fence_init(&c->base, &cf_ops, shared ? shared : &c->lock, ctx,
-		       seqno);
-	__atomic_add_fetch(&created, 1, __ATOMIC_RELAXED);
-	return &c->base;
+	return mock_fence_create_on(MOCK_FENCE_COUNTED, shared, ctx, seqno);
 }
 
 #define NF 16			/* fences per round */
@@ -301,7 +272,8 @@ TEST_F_TIMEOUT(cbs, add_remove_vs_signal, 120)
 	struct cb_stress *cs = &self->cs;
 	int64_t end = harness_now_ms() + (int64_t)(harness_duration_s() * 1000);
 	uint64_t ctx = dma_fence_context_alloc(1), seqno = 0;
-	unsigned long out[4] = { 0 }, rounds = 0, created0 = created;
+	unsigned long out[4] = { 0 }, rounds = 0;
+	unsigned long created0 = mock_fence_created();
 	unsigned long warns = hetmem_warn_count();
 	unsigned long queued = 0, refused = 0, removed = 0, late = 0, won = 0;
 	int threads = ADDERS + SIGNALLERS + 1, i;
@@ -372,8 +344,8 @@ TEST_F_TIMEOUT(cbs, add_remove_vs_signal, 120)
 	ASSERT_GT(out[REFUSED], 0);
 	ASSERT_GT(late, 0);
 	hetmem_rcu_barrier();
-	ASSERT_EQ(created - created0, rounds * NF);
-	ASSERT_EQ(released, created);
+	ASSERT_EQ(mock_fence_created() - created0, rounds * NF);
+	ASSERT_EQ(mock_fence_released(), mock_fence_created());
 	ASSERT_EQ(hetmem_warn_count(), warns);
 }
 

@@ -25,26 +25,12 @@
 
 #include "fence/fence-work.h"
 #include "harness.h"
+#include "mock-fence.h"
 
 #define MAX_POINTS (1u << 20)
 #define WINDOW 256		/* unsignalled points the builder runs ahead */
 #define NSIGNALLERS 2
 #define NWALKERS 2
-
-struct mock_fence {
-	struct dma_fence base;
-	hetmem_spinlock_t lock;
-};
-
-static const char *mock_name(struct dma_fence *f)
-{
-	return "mock";
-}
-
-static const struct dma_fence_ops mock_ops = {
-	.get_driver_name = mock_name,
-	.get_timeline_name = mock_name,
-};
 
 struct leaf {
 	struct dma_fence *fence;
@@ -78,15 +64,10 @@ static bool running(void)
 	       hetmem_ktime_get() < tl.end_ns;
 }
 
+/* A leaf fence of @point, on a context of its own. */
 static struct dma_fence *new_leaf(uint32_t point)
 {
-	struct mock_fence *m = calloc(1, sizeof(*m));
-
-	ASSERT_NONNULL(m);
-	hetmem_spin_lock_init(&m->lock);
-	dma_fence_init(&m->base, &mock_ops, &m->lock, dma_fence_context_alloc(1),
-		       point);
-	return &m->base;
+	return mock_fence_create_on(0, NULL, dma_fence_context_alloc(1), point);
 }
 
 /* Hand a reference to @fence of @point to the signallers. */

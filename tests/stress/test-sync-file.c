@@ -21,6 +21,7 @@
 #include "fence/fence-work.h"
 #include "fence/sync_file_internal.h"
 #include "harness.h"
+#include "mock-fence.h"
 
 #define PRODUCERS 2
 #define CONSUMERS 3
@@ -28,21 +29,6 @@
 #define PENDING_MAX 64
 #define FOREIGN_MAX 8
 #define MERGED_MAX 1024
-
-struct test_fence {
-	struct dma_fence base;
-	hetmem_spinlock_t lock;
-};
-
-static const char *test_name(struct dma_fence *f)
-{
-	return "stress";
-}
-
-static const struct dma_fence_ops test_ops = {
-	.get_driver_name = test_name,
-	.get_timeline_name = test_name,
-};
 
 /* Descriptors on their way from producers to consumers. */
 struct queue {
@@ -134,22 +120,16 @@ static void keep_merged(struct stress *s, int fd)
 static struct dma_fence *new_fence(struct sync_timeline *tl, uint32_t *seed,
 				   unsigned int *value)
 {
-	struct test_fence *t;
-
 	if (rnd(seed) & 1)
 		return hetmem_sync_pt_create(tl, ++*value);
-	t = calloc(1, sizeof(*t));
-	if (!t)
-		return NULL;
-	hetmem_spin_lock_init(&t->lock);
-	dma_fence_init(&t->base, &test_ops, &t->lock, dma_fence_context_alloc(1), 1);
-	return &t->base;
+	return mock_fence_create(0);
 }
 
 static void signal_one(struct dma_fence *f, struct sync_timeline *tl,
 		       uint32_t *seed)
 {
-	if (f->ops == &test_ops) {
+	/* Sync points signal with their timeline, mocks one by one. */
+	if (is_mock_fence(f)) {
 		if (!(rnd(seed) % 4))
 			dma_fence_set_error(f, -EIO);
 		dma_fence_signal(f);

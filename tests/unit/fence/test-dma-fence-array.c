@@ -13,49 +13,9 @@
 
 #include "fence/fence-work.h"
 #include "harness.h"
+#include "mock-fence.h"
 
 #define NFENCES 4
-
-struct mock_fence {
-	struct dma_fence base;
-	hetmem_spinlock_t lock;
-	hetmem_ktime_t deadline;
-	int deadline_calls;
-};
-
-static const char *mock_name(struct dma_fence *f)
-{
-	return "mock";
-}
-
-static void mock_set_deadline(struct dma_fence *f, hetmem_ktime_t deadline)
-{
-	struct mock_fence *m = hetmem_container_of(f, struct mock_fence, base);
-
-	m->deadline = deadline;
-	m->deadline_calls++;
-}
-
-static const struct dma_fence_ops mock_ops = {
-	.get_driver_name = mock_name,
-	.get_timeline_name = mock_name,
-	.set_deadline = mock_set_deadline,
-};
-
-static struct dma_fence *mock_fence(void)
-{
-	struct mock_fence *m = calloc(1, sizeof(*m));
-
-	ASSERT_NONNULL(m);
-	hetmem_spin_lock_init(&m->lock);
-	dma_fence_init(&m->base, &mock_ops, &m->lock, dma_fence_context_alloc(1), 1);
-	return &m->base;
-}
-
-static struct mock_fence *to_mock(struct dma_fence *f)
-{
-	return hetmem_container_of(f, struct mock_fence, base);
-}
 
 static unsigned int refs(struct dma_fence *f)
 {
@@ -97,12 +57,13 @@ static struct dma_fence_array *make_array(struct dma_fence **src, int n,
 	return array;
 }
 
+/* Each on a timeline of its own; deadline_fan_out reads the hints. */
 static void make_mocks(struct dma_fence **f, int n)
 {
 	int i;
 
 	for (i = 0; i < n; i++)
-		f[i] = mock_fence();
+		f[i] = mock_fence_create(MOCK_FENCE_DEADLINE);
 }
 
 static void put_all(struct dma_fence **f, int n)
@@ -113,10 +74,20 @@ static void put_all(struct dma_fence **f, int n)
 		dma_fence_put(f[i]);
 }
 
-static void signal_error(struct dma_fence *f, int error)
+/* @n new mocks in @f, and an array holding its own reference to each. */
+static struct dma_fence_array *array_of_mocks(struct dma_fence **f, int n,
+					      bool any)
 {
-	dma_fence_set_error(f, error);
-	ASSERT_EQ(dma_fence_signal(f), 0);
+	make_mocks(f, n);
+	return make_array(f, n, any);
+}
+
+/* Drop the array, then the case's own reference to each of its mocks. */
+static void put_array_and_mocks(struct dma_fence_array *array,
+				struct dma_fence **f, int n)
+{
+	dma_fence_put(&array->base);
+	put_all(f, n);
 }
 
 TEST(sanitycheck)
@@ -124,8 +95,7 @@ TEST(sanitycheck)
 	struct dma_fence *f[2];
 	struct dma_fence_array *array;
 
-	make_mocks(f, 2);
-	array = make_array(f, 2, false);
+	array = array_of_mocks(f, 2, false);
 	ASSERT_TRUE(dma_fence_is_array(&array->base));
 	ASSERT_EQ((uintptr_t)to_dma_fence_array(&array->base), (uintptr_t)array);
 	ASSERT_NULL(to_dma_fence_array(f[0]));
@@ -153,8 +123,7 @@ TEST(signal_all)
 	struct dma_fence_array *array;
 	int i;
 
-	make_mocks(f, NFENCES);
-	array = make_array(f, NFENCES, false);
+	array = array_of_mocks(f, NFENCES, false);
 	dma_fence_enable_sw_signaling(&array->base);
 	/* One reference per installed member callback. */
 	ASSERT_EQ(refs(&array->base), 1 + NFENCES);
@@ -169,8 +138,7 @@ TEST(signal_all)
 	ASSERT_EQ(dma_fence_get_status(&array->base), 1);
 	hetmem_fence_work_flush();
 	ASSERT_EQ(refs(&array->base), 1);
-	dma_fence_put(&array->base);
-	put_all(f, NFENCES);
+	put_array_and_mocks(array, f, NFENCES);
 }
 
 TEST(signal_any)
@@ -178,8 +146,7 @@ TEST(signal_any)
 	struct dma_fence *f[NFENCES];
 	struct dma_fence_array *array;
 
-	make_mocks(f, NFENCES);
-	array = make_array(f, NFENCES, true);
+	array = array_of_mocks(f, NFENCES, true);
 	ASSERT_EQ(array->num_pending, 1);
 	dma_fence_enable_sw_signaling(&array->base);
 	ASSERT_FALSE(dma_fence_is_signaled(&array->base));
@@ -192,8 +159,7 @@ TEST(signal_any)
 	ASSERT_EQ(dma_fence_signal(f[3]), 0);
 	hetmem_fence_work_flush();
 	ASSERT_EQ(refs(&array->base), 1);
-	dma_fence_put(&array->base);
-	put_all(f, NFENCES);
+	put_array_and_mocks(array, f, NFENCES);
 }
 
 TEST(enable_all_presignaled)
@@ -210,8 +176,7 @@ TEST(enable_all_presignaled)
 	ASSERT_TRUE(dma_fence_test_signaled_flag(&array->base));
 	ASSERT_EQ(error_of(&array->base), 0);
 	ASSERT_EQ(refs(&array->base), 1);
-	dma_fence_put(&array->base);
-	put_all(f, 2);
+	put_array_and_mocks(array, f, 2);
 }
 
 TEST(enable_any_stops_at_signaled)
@@ -232,8 +197,7 @@ TEST(enable_any_stops_at_signaled)
 	ASSERT_TRUE(hetmem_list_empty(&f[3]->cb_list));
 	ASSERT_EQ(dma_fence_signal(f[0]), 0);
 	ASSERT_EQ(refs(&array->base), 1);
-	dma_fence_put(&array->base);
-	put_all(f, NFENCES);
+	put_array_and_mocks(array, f, NFENCES);
 }
 
 TEST(poll_without_enable)
@@ -241,8 +205,7 @@ TEST(poll_without_enable)
 	struct dma_fence *f[2];
 	struct dma_fence_array *array;
 
-	make_mocks(f, 2);
-	array = make_array(f, 2, false);
+	array = array_of_mocks(f, 2, false);
 	ASSERT_FALSE(dma_fence_is_signaled(&array->base));
 	ASSERT_EQ(dma_fence_signal(f[0]), 0);
 	ASSERT_FALSE(dma_fence_is_signaled(&array->base));
@@ -250,8 +213,7 @@ TEST(poll_without_enable)
 	ASSERT_TRUE(dma_fence_is_signaled(&array->base));
 	ASSERT_FALSE(enabled(&array->base));
 	ASSERT_EQ(dma_fence_get_status(&array->base), 1);
-	dma_fence_put(&array->base);
-	put_all(f, 2);
+	put_array_and_mocks(array, f, 2);
 }
 
 TEST(poll_any_without_enable)
@@ -259,13 +221,11 @@ TEST(poll_any_without_enable)
 	struct dma_fence *f[3];
 	struct dma_fence_array *array;
 
-	make_mocks(f, 3);
-	array = make_array(f, 3, true);
+	array = array_of_mocks(f, 3, true);
 	ASSERT_FALSE(dma_fence_is_signaled(&array->base));
 	ASSERT_EQ(dma_fence_signal(f[2]), 0);
 	ASSERT_TRUE(dma_fence_is_signaled(&array->base));
-	dma_fence_put(&array->base);
-	put_all(f, 3);
+	put_array_and_mocks(array, f, 3);
 }
 
 TEST(error_first_wins)
@@ -273,18 +233,16 @@ TEST(error_first_wins)
 	struct dma_fence *f[3];
 	struct dma_fence_array *array;
 
-	make_mocks(f, 3);
-	array = make_array(f, 3, false);
+	array = array_of_mocks(f, 3, false);
 	dma_fence_enable_sw_signaling(&array->base);
-	signal_error(f[1], -EIO);
-	signal_error(f[2], -ETIME);
+	mock_fence_signal_error(f[1], -EIO);
+	mock_fence_signal_error(f[2], -ETIME);
 	ASSERT_EQ(dma_fence_get_status(&array->base), 0);
 	ASSERT_EQ(dma_fence_signal(f[0]), 0);
 	ASSERT_EQ(dma_fence_get_status(&array->base), -EIO);
 	hetmem_fence_work_flush();
 	ASSERT_EQ(error_of(&array->base), -EIO);
-	dma_fence_put(&array->base);
-	put_all(f, 3);
+	put_array_and_mocks(array, f, 3);
 }
 
 TEST(error_presignaled_member)
@@ -293,14 +251,13 @@ TEST(error_presignaled_member)
 	struct dma_fence_array *array;
 
 	make_mocks(f, 2);
-	signal_error(f[0], -ECANCELED);
+	mock_fence_signal_error(f[0], -ECANCELED);
 	array = make_array(f, 2, false);
 	dma_fence_enable_sw_signaling(&array->base);
 	ASSERT_EQ(dma_fence_signal(f[1]), 0);
 	hetmem_fence_work_flush();
 	ASSERT_EQ(dma_fence_get_status(&array->base), -ECANCELED);
-	dma_fence_put(&array->base);
-	put_all(f, 2);
+	put_array_and_mocks(array, f, 2);
 }
 
 TEST(error_any_mode)
@@ -308,17 +265,15 @@ TEST(error_any_mode)
 	struct dma_fence *f[2];
 	struct dma_fence_array *array;
 
-	make_mocks(f, 2);
-	array = make_array(f, 2, true);
+	array = array_of_mocks(f, 2, true);
 	dma_fence_enable_sw_signaling(&array->base);
-	signal_error(f[1], -ENODATA);
+	mock_fence_signal_error(f[1], -ENODATA);
 	hetmem_fence_work_flush();
 	ASSERT_EQ(dma_fence_get_status(&array->base), -ENODATA);
 	/* Once signalled, a later member error changes nothing. */
-	signal_error(f[0], -EIO);
+	mock_fence_signal_error(f[0], -EIO);
 	ASSERT_EQ(dma_fence_get_status(&array->base), -ENODATA);
-	dma_fence_put(&array->base);
-	put_all(f, 2);
+	put_array_and_mocks(array, f, 2);
 }
 
 TEST(error_sentinel_invisible)
@@ -326,8 +281,7 @@ TEST(error_sentinel_invisible)
 	struct dma_fence *f[2];
 	struct dma_fence_array *array;
 
-	make_mocks(f, 2);
-	array = make_array(f, 2, false);
+	array = array_of_mocks(f, 2, false);
 	/* The private +1 sits in the field but never shows as a status. */
 	ASSERT_EQ(error_of(&array->base), 1);
 	ASSERT_EQ(dma_fence_get_status(&array->base), 0);
@@ -340,8 +294,7 @@ TEST(error_sentinel_invisible)
 	hetmem_fence_work_flush();
 	ASSERT_EQ(dma_fence_get_status(&array->base), 1);
 	ASSERT_EQ(error_of(&array->base), 0);
-	dma_fence_put(&array->base);
-	put_all(f, 2);
+	put_array_and_mocks(array, f, 2);
 }
 
 TEST(error_sentinel_cleared_by_poll)
@@ -349,13 +302,11 @@ TEST(error_sentinel_cleared_by_poll)
 	struct dma_fence *f[1];
 	struct dma_fence_array *array;
 
-	make_mocks(f, 1);
-	array = make_array(f, 1, false);
+	array = array_of_mocks(f, 1, false);
 	ASSERT_EQ(dma_fence_signal(f[0]), 0);
 	ASSERT_EQ(dma_fence_get_status(&array->base), 1);
 	ASSERT_EQ(error_of(&array->base), 0);
-	dma_fence_put(&array->base);
-	put_all(f, 1);
+	put_array_and_mocks(array, f, 1);
 }
 
 TEST(nested_container_warns)
@@ -504,8 +455,7 @@ TEST(iterate)
 	struct dma_fence_array *array;
 	unsigned int index, n = 0;
 
-	make_mocks(f, 3);
-	array = make_array(f, 3, false);
+	array = array_of_mocks(f, 3, false);
 	dma_fence_array_for_each(it, index, &array->base) {
 		ASSERT_EQ((uintptr_t)it, (uintptr_t)f[index]);
 		n++;
@@ -523,8 +473,7 @@ TEST(iterate)
 	ASSERT_NULL(dma_fence_array_next(f[0], 0));
 	/* Iteration takes no references. */
 	ASSERT_EQ(refs(f[1]), 2);
-	dma_fence_put(&array->base);
-	put_all(f, 3);
+	put_array_and_mocks(array, f, 3);
 }
 
 TEST(match_context)
@@ -557,14 +506,13 @@ TEST(deadline_fan_out)
 	ASSERT_EQ(dma_fence_signal(f[1]), 0);
 	array = make_array(f, 3, false);
 	dma_fence_set_deadline(&array->base, when);
-	ASSERT_EQ(to_mock(f[0])->deadline_calls, 1);
-	ASSERT_EQ(to_mock(f[0])->deadline, when);
+	ASSERT_EQ(mock_fence_deadline_calls(f[0]), 1);
+	ASSERT_EQ(mock_fence_deadline(f[0]), when);
 	/* The core does not forward hints to signalled fences. */
-	ASSERT_EQ(to_mock(f[1])->deadline_calls, 0);
-	ASSERT_EQ(to_mock(f[2])->deadline_calls, 1);
-	ASSERT_EQ(to_mock(f[2])->deadline, when);
-	dma_fence_put(&array->base);
-	put_all(f, 3);
+	ASSERT_EQ(mock_fence_deadline_calls(f[1]), 0);
+	ASSERT_EQ(mock_fence_deadline_calls(f[2]), 1);
+	ASSERT_EQ(mock_fence_deadline(f[2]), when);
+	put_array_and_mocks(array, f, 3);
 }
 
 struct thread_record {
@@ -587,16 +535,14 @@ TEST(signal_is_deferred)
 	struct dma_fence_array *array;
 	struct thread_record rec = { .ran = 0 };
 
-	make_mocks(f, 1);
-	array = make_array(f, 1, false);
+	array = array_of_mocks(f, 1, false);
 	ASSERT_EQ(dma_fence_add_callback(&array->base, &rec.cb, record_thread), 0);
 	/* The member's signal must not run the array's callbacks inline. */
 	ASSERT_EQ(dma_fence_signal(f[0]), 0);
 	hetmem_fence_work_flush();
 	ASSERT_EQ(rec.ran, 1);
 	ASSERT_FALSE(pthread_equal(rec.thread, pthread_self()));
-	dma_fence_put(&array->base);
-	put_all(f, 1);
+	put_array_and_mocks(array, f, 1);
 }
 
 struct delayed_signal {
@@ -624,16 +570,14 @@ TEST(wait)
 	struct delayed_signal d = { f, NFENCES };
 	pthread_t thread;
 
-	make_mocks(f, NFENCES);
-	array = make_array(f, NFENCES, false);
+	array = array_of_mocks(f, NFENCES, false);
 	ASSERT_EQ(dma_fence_wait_timeout(&array->base, false, 0), 0);
 	ASSERT_EQ(pthread_create(&thread, NULL, signal_later, &d), 0);
 	ASSERT_EQ(dma_fence_wait(&array->base, false), 0);
 	ASSERT_TRUE(dma_fence_test_signaled_flag(&array->base));
 	pthread_join(thread, NULL);
 	hetmem_fence_work_flush();
-	dma_fence_put(&array->base);
-	put_all(f, NFENCES);
+	put_array_and_mocks(array, f, NFENCES);
 }
 
 TEST(shared_member_lock)
@@ -646,11 +590,9 @@ TEST(shared_member_lock)
 
 	/* Members of one timeline share a lock, as sw_sync points do. */
 	hetmem_spin_lock_init(&timeline);
-	for (i = 0; i < 3; i++) {
-		f[i] = calloc(1, sizeof(struct mock_fence));
-		ASSERT_NONNULL(f[i]);
-		dma_fence_init(f[i], &mock_ops, &timeline, ctx, i + 1);
-	}
+	for (i = 0; i < 3; i++)
+		f[i] = mock_fence_create_on(MOCK_FENCE_DEADLINE, &timeline, ctx,
+					    i + 1);
 	array = make_array(f, 3, false);
 	dma_fence_enable_sw_signaling(&array->base);
 	hetmem_spin_lock(&timeline);
@@ -659,8 +601,7 @@ TEST(shared_member_lock)
 	hetmem_spin_unlock(&timeline);
 	ASSERT_EQ(dma_fence_wait(&array->base, false), 0);
 	hetmem_fence_work_flush();
-	dma_fence_put(&array->base);
-	put_all(f, 3);
+	put_array_and_mocks(array, f, 3);
 }
 
 #if defined(__SANITIZE_THREAD__)
@@ -681,8 +622,7 @@ TEST(fork_child_signals)
 #ifdef UNDER_TSAN
 	SKIP(return, "ThreadSanitizer does not support threads after fork");
 #endif
-	make_mocks(f, 2);
-	array = make_array(f, 2, false);
+	array = array_of_mocks(f, 2, false);
 	dma_fence_enable_sw_signaling(&array->base);
 	ASSERT_EQ(dma_fence_signal(f[0]), 0);
 	pid = fork();
@@ -700,6 +640,5 @@ TEST(fork_child_signals)
 	ASSERT_EQ(dma_fence_signal(f[1]), 0);
 	hetmem_fence_work_flush();
 	ASSERT_TRUE(dma_fence_test_signaled_flag(&array->base));
-	dma_fence_put(&array->base);
-	put_all(f, 2);
+	put_array_and_mocks(array, f, 2);
 }

@@ -14,43 +14,17 @@
 
 #include "fence/fence-work.h"
 #include "harness.h"
+#include "mock-fence.h"
 
 #define CHAIN_SZ 4096
 
-struct mock_fence {
-	struct dma_fence base;
-	hetmem_spinlock_t lock;
-	hetmem_ktime_t deadline;
-	int deadline_calls;
-};
-
-static const char *mock_name(struct dma_fence *f)
-{
-	return "mock";
-}
-
-static void mock_set_deadline(struct dma_fence *f, hetmem_ktime_t deadline)
-{
-	struct mock_fence *m = hetmem_container_of(f, struct mock_fence, base);
-
-	m->deadline = deadline;
-	m->deadline_calls++;
-}
-
-static const struct dma_fence_ops mock_ops = {
-	.get_driver_name = mock_name,
-	.get_timeline_name = mock_name,
-	.set_deadline = mock_set_deadline,
-};
-
+/*
+ * Context 0, seqno 0: a chain node carries the point, never its payload,
+ * and deadline_fan_out reads the hints the walk forwards.
+ */
 static struct dma_fence *mock_fence(void)
 {
-	struct mock_fence *m = calloc(1, sizeof(*m));
-
-	ASSERT_NONNULL(m);
-	hetmem_spin_lock_init(&m->lock);
-	dma_fence_init(&m->base, &mock_ops, &m->lock, 0, 0);
-	return &m->base;
+	return mock_fence_create_on(MOCK_FENCE_DEADLINE, NULL, 0, 0);
 }
 
 /* A new node holding its own references to @prev and @fence. */
@@ -630,12 +604,10 @@ TEST(deadline_fan_out)
 	dma_fence_signal(fc.fences[2]);
 	dma_fence_set_deadline(fc.tail, when);
 	for (i = 0; i < 4; i++) {
-		struct mock_fence *m = hetmem_container_of(fc.fences[i],
-							   struct mock_fence, base);
-
-		ASSERT_EQ(m->deadline_calls, i == 2 ? 0 : 1);
+		ASSERT_EQ(mock_fence_deadline_calls(fc.fences[i]),
+			  i == 2 ? 0 : 1);
 		if (i != 2)
-			ASSERT_EQ(m->deadline, when);
+			ASSERT_EQ(mock_fence_deadline(fc.fences[i]), when);
 	}
 	fence_chains_fini(&fc);
 }

@@ -14,35 +14,17 @@
 
 #include "fence/fence-work.h"
 #include "harness.h"
+#include "mock-fence.h"
 
-struct mock_fence {
-	struct dma_fence base;
-	hetmem_spinlock_t lock;
-};
-
-static const char *mock_name(struct dma_fence *f)
+/* Plain mocks: merging and unwrapping look at context and seqno only. */
+static struct dma_fence *mock_fence_at(uint64_t context, uint64_t seqno)
 {
-	return "mock";
-}
-
-static const struct dma_fence_ops mock_ops = {
-	.get_driver_name = mock_name,
-	.get_timeline_name = mock_name,
-};
-
-static struct dma_fence *__mock_fence(uint64_t context, uint64_t seqno)
-{
-	struct mock_fence *m = calloc(1, sizeof(*m));
-
-	ASSERT_NONNULL(m);
-	hetmem_spin_lock_init(&m->lock);
-	dma_fence_init(&m->base, &mock_ops, &m->lock, context, seqno);
-	return &m->base;
+	return mock_fence_create_on(0, NULL, context, seqno);
 }
 
 static struct dma_fence *mock_fence(void)
 {
-	return __mock_fence(dma_fence_context_alloc(1), 1);
+	return mock_fence_create(0);
 }
 
 /* An array owning the references passed in (NULL-terminated list). */
@@ -79,6 +61,20 @@ static unsigned int refs(struct dma_fence *f)
 {
 	return hetmem_kref_read(&f->refcount);
 }
+
+static void put_list(struct dma_fence **fences, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		dma_fence_put(fences[i]);
+}
+
+/* Drop one reference to each fence named, in the order named. */
+#define put_fences(...)							\
+	put_list((struct dma_fence *[]){ __VA_ARGS__ },			\
+		 sizeof((struct dma_fence *[]){ __VA_ARGS__ }) /	\
+		 sizeof(struct dma_fence *))
 
 /*
  * Check that @head unwraps to exactly the @n fences in @want, in that
@@ -138,9 +134,7 @@ TEST(unwrap_array)
 	ASSERT_EQ(refs(array), 1);
 	dma_fence_signal(f1);
 	dma_fence_signal(f2);
-	dma_fence_put(array);
-	dma_fence_put(f1);
-	dma_fence_put(f2);
+	put_fences(array, f1, f2);
 }
 
 TEST(unwrap_chain)
@@ -154,9 +148,7 @@ TEST(unwrap_chain)
 	ASSERT_EQ(refs(chain), 1);
 	dma_fence_signal(f1);
 	dma_fence_signal(f2);
-	dma_fence_put(chain);
-	dma_fence_put(f1);
-	dma_fence_put(f2);
+	put_fences(chain, f1, f2);
 }
 
 TEST(unwrap_chain_array)
@@ -169,9 +161,7 @@ TEST(unwrap_chain_array)
 	expect_leaves(chain, want, 2);
 	dma_fence_signal(f1);
 	dma_fence_signal(f2);
-	dma_fence_put(chain);
-	dma_fence_put(f1);
-	dma_fence_put(f2);
+	put_fences(chain, f1, f2);
 }
 
 TEST(unwrap_merge)
@@ -216,9 +206,9 @@ TEST(unwrap_merge_seqno)
 
 	ctx[0] = dma_fence_context_alloc(1);
 	ctx[1] = dma_fence_context_alloc(1);
-	f1 = __mock_fence(ctx[1], 1);
-	f2 = __mock_fence(ctx[1], 2);
-	f3 = __mock_fence(ctx[0], 1);
+	f1 = mock_fence_at(ctx[1], 1);
+	f2 = mock_fence_at(ctx[1], 2);
+	f3 = mock_fence_at(ctx[0], 1);
 	f4 = dma_fence_unwrap_merge(f1, f2, f3);
 	ASSERT_NONNULL(f4);
 	/* Per context only the later fence; ascending context order. */
@@ -226,10 +216,7 @@ TEST(unwrap_merge_seqno)
 	want[1] = f2;
 	expect_leaves(f4, want, 2);
 	ASSERT_EQ(refs(f1), 1);
-	dma_fence_put(f4);
-	dma_fence_put(f1);
-	dma_fence_put(f2);
-	dma_fence_put(f3);
+	put_fences(f4, f1, f2, f3);
 }
 
 TEST(unwrap_merge_order)
@@ -250,11 +237,7 @@ TEST(unwrap_merge_order)
 	m = dma_fence_unwrap_merge(c2, a1);
 	ASSERT_NONNULL(m);
 	expect_leaves(m, want, 2);
-	dma_fence_put(m);
-	dma_fence_put(a1);
-	dma_fence_put(c2);
-	dma_fence_put(f1);
-	dma_fence_put(f2);
+	put_fences(m, a1, c2, f1, f2);
 }
 
 TEST(unwrap_merge_complex)
@@ -272,12 +255,7 @@ TEST(unwrap_merge_complex)
 	ASSERT_NONNULL(f5);
 	expect_leaves(f5, want, 2);
 	expect_flat_sorted(f5);
-	dma_fence_put(f5);
-	dma_fence_put(f4);
-	dma_fence_put(f3);
-	dma_fence_put(stub);
-	dma_fence_put(f1);
-	dma_fence_put(f2);
+	put_fences(f5, f4, f3, stub, f1, f2);
 }
 
 TEST(unwrap_merge_complex_seqno)
@@ -288,10 +266,10 @@ TEST(unwrap_merge_complex_seqno)
 
 	ctx[0] = dma_fence_context_alloc(1);
 	ctx[1] = dma_fence_context_alloc(1);
-	f1 = __mock_fence(ctx[0], 1);
-	f2 = __mock_fence(ctx[1], 1);
-	f3 = __mock_fence(ctx[0], 2);
-	f4 = __mock_fence(ctx[1], 2);
+	f1 = mock_fence_at(ctx[0], 1);
+	f2 = mock_fence_at(ctx[1], 1);
+	f3 = mock_fence_at(ctx[0], 2);
+	f4 = mock_fence_at(ctx[1], 2);
 	a = mock_array(2, dma_fence_get(f1), dma_fence_get(f2));
 	c = mock_chain(NULL, mock_array(2, dma_fence_get(f4), dma_fence_get(f3)));
 	want[0] = f3;
@@ -303,13 +281,7 @@ TEST(unwrap_merge_complex_seqno)
 	m = dma_fence_unwrap_merge(c, a);
 	ASSERT_NONNULL(m);
 	expect_leaves(m, want, 2);
-	dma_fence_put(m);
-	dma_fence_put(a);
-	dma_fence_put(c);
-	dma_fence_put(f1);
-	dma_fence_put(f2);
-	dma_fence_put(f3);
-	dma_fence_put(f4);
+	put_fences(m, a, c, f1, f2, f3, f4);
 }
 
 TEST(merge_nothing_pending_timestamp)
@@ -327,9 +299,7 @@ TEST(merge_nothing_pending_timestamp)
 	ASSERT_EQ(dma_fence_timestamp(m), 7000);
 	ASSERT_EQ(m->context, 0);
 	ASSERT_EQ(refs(m), 1);
-	dma_fence_put(m);
-	dma_fence_put(f1);
-	dma_fence_put(f2);
+	put_fences(m, f1, f2);
 }
 
 TEST(merge_no_leaves)
@@ -354,11 +324,7 @@ TEST(merge_single_pending_identity)
 	/* One pending leaf: that very fence, not a wrapper. */
 	ASSERT_EQ((uintptr_t)m, (uintptr_t)f2);
 	ASSERT_EQ(refs(f2), 3);
-	dma_fence_put(m);
-	dma_fence_put(a);
-	dma_fence_put(f1);
-	dma_fence_put(f2);
-	dma_fence_put(f3);
+	put_fences(m, a, f1, f2, f3);
 }
 
 TEST(merge_result_array)
@@ -393,17 +359,14 @@ TEST(merge_result_array)
 TEST(merge_seqno_wraparound)
 {
 	uint64_t ctx = dma_fence_context_alloc(1);
-	struct dma_fence *old = __mock_fence(ctx, 0xffffffffULL);
-	struct dma_fence *young = __mock_fence(ctx, 1), *other = mock_fence();
+	struct dma_fence *old = mock_fence_at(ctx, 0xffffffffULL);
+	struct dma_fence *young = mock_fence_at(ctx, 1), *other = mock_fence();
 	struct dma_fence *want[2] = { young, other }, *m;
 
 	/* 32-bit fences: seqno 1 comes after 0xffffffff. */
 	m = dma_fence_unwrap_merge(old, young, other);
 	expect_leaves(m, want, 2);
-	dma_fence_put(m);
-	dma_fence_put(old);
-	dma_fence_put(young);
-	dma_fence_put(other);
+	put_fences(m, old, young, other);
 }
 
 TEST(merge_skips_signaled_chain_nodes)
@@ -418,11 +381,7 @@ TEST(merge_skips_signaled_chain_nodes)
 	m = dma_fence_unwrap_merge(chain);
 	expect_leaves(m, want, 2);
 	expect_flat_sorted(m);
-	dma_fence_put(m);
-	dma_fence_put(chain);
-	dma_fence_put(f1);
-	dma_fence_put(f2);
-	dma_fence_put(f3);
+	put_fences(m, chain, f1, f2, f3);
 }
 
 TEST(unwrap_plain_and_null)
@@ -477,16 +436,14 @@ TEST(unwrap_break_keeps_reference)
 	ASSERT_EQ((uintptr_t)cursor.chain, (uintptr_t)chain);
 	ASSERT_EQ(refs(chain), 2);
 	dma_fence_put(cursor.chain);
-	dma_fence_put(chain);
-	dma_fence_put(f1);
-	dma_fence_put(f2);
+	put_fences(chain, f1, f2);
 }
 
 TEST(dedup_array)
 {
 	uint64_t c1 = dma_fence_context_alloc(1), c2 = dma_fence_context_alloc(1);
-	struct dma_fence *a1 = __mock_fence(c1, 1), *a3 = __mock_fence(c1, 3);
-	struct dma_fence *b2 = __mock_fence(c2, 2), *b5 = __mock_fence(c2, 5);
+	struct dma_fence *a1 = mock_fence_at(c1, 1), *a3 = mock_fence_at(c1, 3);
+	struct dma_fence *b2 = mock_fence_at(c2, 2), *b5 = mock_fence_at(c2, 5);
 	struct dma_fence *arr[5];
 	unsigned long warns;
 
@@ -512,8 +469,5 @@ TEST(dedup_array)
 	ASSERT_EQ(dma_fence_dedup_array(arr, 0), 0);
 	ASSERT_EQ(hetmem_warn_count(), warns + 1);
 	hetmem_set_warn_mode(HETMEM_WARN_FATAL);
-	dma_fence_put(a1);
-	dma_fence_put(a3);
-	dma_fence_put(b2);
-	dma_fence_put(b5);
+	put_fences(a1, a3, b2, b5);
 }

@@ -19,33 +19,9 @@
 #include <hetmem/fence/sync_file.h>
 
 #include "harness.h"
+#include "mock-fence.h"
 
 #define WAIT_MS 10000
-
-struct test_fence {
-	struct dma_fence base;
-	hetmem_spinlock_t lock;
-};
-
-static const char *test_name(struct dma_fence *f)
-{
-	return "xproc";
-}
-
-static const struct dma_fence_ops test_ops = {
-	.get_driver_name = test_name,
-	.get_timeline_name = test_name,
-};
-
-static struct dma_fence *test_fence(void)
-{
-	struct test_fence *t = calloc(1, sizeof(*t));
-
-	ASSERT_NONNULL(t);
-	hetmem_spin_lock_init(&t->lock);
-	dma_fence_init(&t->base, &test_ops, &t->lock, dma_fence_context_alloc(1), 1);
-	return &t->base;
-}
 
 /* One message: a 64-bit value and, optionally, a descriptor. */
 static int send_msg(int sock, int64_t value, int fd)
@@ -140,6 +116,25 @@ static void sockets(int sv[2])
 }
 
 /*
+ * Fork a peer on a new socket pair: the child runs @fn on sv[1] and exits
+ * with what it returns, the parent keeps sv[0] and gets the child's pid.
+ */
+static pid_t fork_peer(int sv[2], int (*fn)(int sock))
+{
+	pid_t pid;
+
+	sockets(sv);
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		close(sv[0]);
+		_exit(fn(sv[1]));
+	}
+	close(sv[1]);
+	return pid;
+}
+
+/*
  * The consumer side of the hand-over protocol, for a forked child and
  * for the exec'd helper: receive the descriptor, check it is pending,
  * report, wait for it, check status and timestamp. Returns an exit code.
@@ -175,7 +170,7 @@ static int consume(int sock)
 /* The producer side: hand over, wait for the report, signal, send ts. */
 static void produce(int sock, pid_t pid)
 {
-	struct dma_fence *f = test_fence();
+	struct dma_fence *f = mock_fence_create(0);
 	int fd = hetmem_sync_file_export(f, 0);
 	int64_t dummy, ts = 0x12345678abcdLL;
 
@@ -195,14 +190,7 @@ TEST(scm_rights_to_forked_consumer)
 	int sv[2];
 	pid_t pid;
 
-	sockets(sv);
-	pid = fork();
-	ASSERT_GE(pid, 0);
-	if (pid == 0) {
-		close(sv[0]);
-		_exit(consume(sv[1]));
-	}
-	close(sv[1]);
+	pid = fork_peer(sv, consume);
 	produce(sv[0], pid);
 	close(sv[0]);
 }
@@ -247,11 +235,12 @@ TEST(scm_rights_to_exec_consumer)
 
 /*
  * A producer that forks a grandchild (which inherits, and must drop, the
- * write end), hands the descriptor over, and hangs until killed.
+ * write end), hands the descriptor over, and hangs until killed: it never
+ * returns, its int is only fork_peer()'s calling convention.
  */
-static void doomed_producer(int sock)
+static int doomed_producer(int sock)
 {
-	struct dma_fence *f = test_fence();
+	struct dma_fence *f = mock_fence_create(0);
 	int fd = hetmem_sync_file_export(f, 0);
 	pid_t grandchild;
 
@@ -273,14 +262,7 @@ TEST(killed_producer_signals_epipe)
 	int sv[2], fd;
 	pid_t pid;
 
-	sockets(sv);
-	pid = fork();
-	ASSERT_GE(pid, 0);
-	if (pid == 0) {
-		close(sv[0]);
-		doomed_producer(sv[1]);
-	}
-	close(sv[1]);
+	pid = fork_peer(sv, doomed_producer);
 	ASSERT_EQ(recv_msg(sv[0], &grandchild, &fd), 0);
 	ASSERT_GE(fd, 0);
 	EXPECT_EQ(readable(fd, 50), 0);
@@ -307,7 +289,7 @@ TEST(killed_producer_signals_epipe)
 
 TEST(receiver_cannot_signal)
 {
-	struct dma_fence *f = test_fence();
+	struct dma_fence *f = mock_fence_create(0);
 	int fd = hetmem_sync_file_export(f, 0);
 	int64_t v;
 	int sv[2];
@@ -384,21 +366,14 @@ static int merge_in_child(int sock)
 
 TEST(child_merges_descriptors_of_the_parent)
 {
-	struct dma_fence *a = test_fence(), *b = test_fence();
+	struct dma_fence *a = mock_fence_create(0), *b = mock_fence_create(0);
 	int fa = hetmem_sync_file_export(a, 0);
 	int fb = hetmem_sync_file_export(b, 0);
 	int64_t v;
 	int sv[2];
 	pid_t pid;
 
-	sockets(sv);
-	pid = fork();
-	ASSERT_GE(pid, 0);
-	if (pid == 0) {
-		close(sv[0]);
-		_exit(merge_in_child(sv[1]));
-	}
-	close(sv[1]);
+	pid = fork_peer(sv, merge_in_child);
 	ASSERT_EQ(send_msg(sv[0], 0, fa), 0);
 	ASSERT_EQ(send_msg(sv[0], 0, fb), 0);
 	ASSERT_EQ(recv_msg(sv[0], &v, NULL), 0);
@@ -418,7 +393,7 @@ TEST(child_merges_descriptors_of_the_parent)
 /* A child that exports one fence and signals it (with @error) on request. */
 static int signal_on_request(int sock, int error)
 {
-	struct dma_fence *f = test_fence();
+	struct dma_fence *f = mock_fence_create(0);
 	int fd = hetmem_sync_file_export(f, 0);
 	int64_t v;
 
@@ -506,20 +481,13 @@ TEST(parent_merges_descriptors_of_two_children)
 
 TEST(merge_with_a_dead_producer_fails)
 {
-	struct dma_fence *local = test_fence();
+	struct dma_fence *local = mock_fence_create(0);
 	int fl = hetmem_sync_file_export(local, 0);
 	int64_t grandchild;
 	int sv[2], fd, m;
 	pid_t pid;
 
-	sockets(sv);
-	pid = fork();
-	ASSERT_GE(pid, 0);
-	if (pid == 0) {
-		close(sv[0]);
-		doomed_producer(sv[1]);
-	}
-	close(sv[1]);
+	pid = fork_peer(sv, doomed_producer);
 	ASSERT_EQ(recv_msg(sv[0], &grandchild, &fd), 0);
 	m = hetmem_sync_file_merge("mixed", fd, fl, 0);
 	ASSERT_GE(m, 0);
@@ -540,7 +508,7 @@ TEST(merge_with_a_dead_producer_fails)
 
 TEST(inherited_descriptor_signalled_by_parent)
 {
-	struct dma_fence *f = test_fence();
+	struct dma_fence *f = mock_fence_create(0);
 	int fd = hetmem_sync_file_export(f, HETMEM_SYNC_FILE_INHERIT);
 	int64_t v;
 	int sv[2];
