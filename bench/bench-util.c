@@ -38,6 +38,8 @@
 const struct hetmem_bench_suite hetmem_bench_suites[] = {
 	{ "fence", "dma-fence wake, test, callbacks, sync_file, chain, merge",
 	  hetmem_bench_fence },
+	{ "resv", "ww_mutex uncontended and contended locking, back-off rate",
+	  hetmem_bench_resv },
 	{ NULL, NULL, NULL },
 };
 

@@ -20,5 +20,7 @@
 #include <hetmem/fence/sw_sync.h>
 #include <hetmem/fence/sync_file.h>
 #include <hetmem/fence/libsync.h>
+#include <hetmem/resv/ww_mutex.h>
+#include <hetmem/resv/dma-resv.h>
 
 #endif /* HETMEM_H */
