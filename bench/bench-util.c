@@ -18,6 +18,7 @@
  * time. SIGPIPE is ignored so that a dead peer shows up as EPIPE.
  */
 #include <errno.h>
+#include <sched.h>
 #include <getopt.h>
 #include <poll.h>
 #include <signal.h>
@@ -430,4 +431,50 @@ void bench_close_fds(int *fds, unsigned int nfds)
 			close(fds[i]);
 		fds[i] = -1;
 	}
+}
+
+int bench_ncpus(void)
+{
+	cpu_set_t set;
+
+	if (sched_getaffinity(0, sizeof(set), &set))
+		return 1;
+	return CPU_COUNT(&set);
+}
+
+/* The n-th CPU of the original mask, so a restricted affinity still works. */
+static int nth_allowed_cpu(const cpu_set_t *allowed, int n)
+{
+	int cpu;
+
+	for (cpu = 0; cpu < CPU_SETSIZE; cpu++)
+		if (CPU_ISSET(cpu, allowed) && n-- == 0)
+			return cpu;
+	return -1;
+}
+
+static cpu_set_t original_mask;
+static int original_saved;
+
+void bench_pin_self(int n)
+{
+	cpu_set_t one;
+	int cpu;
+
+	if (!original_saved) {
+		sched_getaffinity(0, sizeof(original_mask), &original_mask);
+		original_saved = 1;
+	}
+	cpu = nth_allowed_cpu(&original_mask, n);
+	if (cpu < 0)
+		return;
+	CPU_ZERO(&one);
+	CPU_SET(cpu, &one);
+	sched_setaffinity(0, sizeof(one), &one);
+}
+
+void bench_unpin_self(void)
+{
+	if (original_saved)
+		sched_setaffinity(0, sizeof(original_mask), &original_mask);
 }

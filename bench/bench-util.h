@@ -51,6 +51,11 @@ double bench_median(double *samples, size_t n);
 void bench_print(const char *key, double value);
 void bench_print_int(const char *key, long long value);
 void bench_print_ratio(const char *key, double value);
+
+/* CPUs this process may run on; pin the calling thread to the n-th / undo. */
+int bench_ncpus(void);
+void bench_pin_self(int n);
+void bench_unpin_self(void);
 void bench_print_goal(const char *key, double value, double limit);
 
 /* A forked peer process and the control socket connecting it. */
