@@ -22,5 +22,7 @@
 #include <hetmem/fence/libsync.h>
 #include <hetmem/resv/ww_mutex.h>
 #include <hetmem/resv/dma-resv.h>
+#include <hetmem/buf/dma-heap.h>
+#include <hetmem/buf/transfer.h>
 
 #endif /* HETMEM_H */

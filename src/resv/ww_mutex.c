@@ -3,6 +3,7 @@
  * hetmem - wound/wait mutexes.
  */
 #include <limits.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,12 +14,15 @@
 /**
  * DOC: ww_mutex algorithm
  *
- * The mutex is a state word with two bits, LOCKED and WAITERS, a spinlock
- * (wait_lock) and a list of sleeping lockers. WAITERS is set exactly while
- * the list is not empty, and only while LOCKED is set, so:
+ * The mutex is a state word with three bits, LOCKED, WAITERS and CTX, a
+ * spinlock (wait_lock) and a list of sleeping lockers. WAITERS is set
+ * exactly while the list is not empty, and only while LOCKED is set; CTX
+ * is set together with LOCKED when the holder takes the mutex with a
+ * context, and cleared by that holder once it has dissociated the context
+ * (see "ww_mutex holder context publication"), so:
  *
- * - the uncontended lock is one compare-and-swap 0 -> LOCKED, the
- *   uncontended unlock one compare-and-swap LOCKED -> 0;
+ * - the uncontended lock is one compare-and-swap 0 -> LOCKED[|CTX], the
+ *   uncontended unlock one compare-and-swap LOCKED[|CTX] -> 0;
  * - as soon as anybody sleeps, both fail and every state change happens
  *   under wait_lock.
  *
@@ -46,12 +50,57 @@
  * flag and wakes it; a wounded context gives up the next time it would
  * sleep while holding locks. Every wake-up re-checks both conditions.
  *
- * The fast path publishes lock->ctx after its compare-and-swap. A locker
- * that sets WAITERS in that window cannot see the context yet, so the fast
- * path re-reads the state after a full barrier and, if WAITERS appeared,
- * runs the same checks a new holder would (the kernel's
- * check-waiters-after-fast-path step). One of the two always sees the
- * other.
+ * The fast path publishes lock->ctx after its compare-and-swap; how a
+ * locker that queues in that window still sees the context is described
+ * in "ww_mutex holder context publication".
+ */
+
+/**
+ * DOC: ww_mutex holder context publication
+ *
+ * Wait-Die and Wound-Wait decisions of a queued locker need the holder's
+ * context. The fast path can only store lock->ctx after its
+ * compare-and-swap, and the kernel (and this file until now) closed that
+ * window with a full barrier in the fast path: store lock->ctx, smp_mb(),
+ * re-read the state and, if WAITERS appeared, run the waiter checks
+ * itself. That barrier was the most expensive instruction of an
+ * uncontended lock. Instead, the compare-and-swap itself records that a
+ * context is coming (CTX), and the one party that needs the context, a
+ * locker under wait_lock, waits for it (holder_ctx()):
+ *
+ * 1. A reader of the holder context holds wait_lock and the state has
+ *    WAITERS (it set it or found it set, with an acquire operation, or it
+ *    is queued itself). With WAITERS set the holder cannot fast-unlock
+ *    (its compare-and-swap expects LOCKED[|CTX] exactly) and every other
+ *    change of holder happens under wait_lock: the holder H is fixed for
+ *    as long as the reader keeps wait_lock.
+ * 2. The reader's acquire operation on the state reads H's compare-and-swap
+ *    or a later read-modify-write of it, which is in the release sequence
+ *    of the previous holder's releasing unlock (or it synchronises through
+ *    wait_lock with a hand-over). So lock->ctx as the reader sees it is
+ *    one of H's own values: NULL before H publishes, H's context C, or NULL
+ *    again once H is unlocking. Never a stale context of an earlier
+ *    holder.
+ * 3. H's stores, in program order: compare-and-swap setting CTX, store C
+ *    (release, so C's stamp and fields are visible to the acquire load of
+ *    lock->ctx that finds it); later, on unlock, store NULL, then fail its
+ *    compare-and-swap (WAITERS) and clear CTX with a release
+ *    read-modify-write before it takes wait_lock. Neither step needs a lock
+ *    or can block, so "lock->ctx is NULL while CTX is set" lasts only while
+ *    H runs a few instructions.
+ * 4. The reader loads lock->ctx, then the state. C: use it. NULL with CTX
+ *    clear: H holds the mutex without a context or is unlocking; NULL is
+ *    what it would have read after H's dissociation anyway, and H will
+ *    hand over under wait_lock, where everything is re-checked. NULL with
+ *    CTX set: H has not published yet, or has dissociated but not yet
+ *    cleared CTX; both end without wait_lock, so waiting (spinning, then
+ *    yielding the CPU in case H was preempted) cannot deadlock.
+ *
+ * So the reader always decides against the real holder context, and the
+ * fast path never has to look for waiters: the kernel's
+ * check-waiters-after-fast-path step (E-WW-6) is done by the waiters, each
+ * of which wounds the holder or dies when it queues or re-checks, exactly
+ * as if the context had been published before it came.
  */
 
 /**
@@ -125,6 +174,16 @@ static inline uint32_t state_load(struct ww_mutex *lock)
 	return __atomic_load_n(&lock->base.state, __ATOMIC_SEQ_CST);
 }
 
+/* The state of a mutex held, without waiters, with or without @ctx. */
+static inline uint32_t held_state(const struct ww_acquire_ctx *ctx)
+{
+	return ctx ? HETMEM_WW_LOCKED | HETMEM_WW_CTX : HETMEM_WW_LOCKED;
+}
+
+/*
+ * Release: a reader that finds @ctx with an acquire load also sees the
+ * context's fields (stamp) written by its owner.
+ */
 static inline void set_owner(struct ww_mutex *lock, int32_t task,
 			     struct ww_acquire_ctx *ctx)
 {
@@ -132,26 +191,50 @@ static inline void set_owner(struct ww_mutex *lock, int32_t task,
 	__atomic_store_n(&lock->ctx, ctx, __ATOMIC_RELEASE);
 }
 
-static inline bool fast_lock(struct ww_mutex *lock)
+/* CTX goes in with LOCKED: see "ww_mutex holder context publication". */
+static inline bool fast_lock(struct ww_mutex *lock,
+			     const struct ww_acquire_ctx *ctx)
 {
 	uint32_t zero = 0;
 
 	return __atomic_compare_exchange_n(&lock->base.state, &zero,
-					   HETMEM_WW_LOCKED, false,
+					   held_state(ctx), false,
 					   __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
 }
 
-static inline bool fast_unlock(struct ww_mutex *lock)
+/* @held: held_state() of the context the caller held the mutex with. */
+static inline bool fast_unlock(struct ww_mutex *lock, uint32_t held)
 {
-	uint32_t locked = HETMEM_WW_LOCKED;
-
 	/*
 	 * Acquire too: a waiter that just backed off read our context under
 	 * wait_lock; that read must happen before we reuse the context.
 	 */
-	return __atomic_compare_exchange_n(&lock->base.state, &locked, 0,
+	return __atomic_compare_exchange_n(&lock->base.state, &held, 0,
 					   false, __ATOMIC_ACQ_REL,
 					   __ATOMIC_RELAXED);
+}
+
+/*
+ * The context of the holder, for a locker that holds wait_lock while the
+ * state has WAITERS. See "ww_mutex holder context publication" for why
+ * the answer is the current holder's and why the wait ends.
+ */
+static struct ww_acquire_ctx *holder_ctx(struct ww_mutex *lock)
+{
+	struct ww_acquire_ctx *hold;
+	unsigned int spins = 0;
+
+	for (;;) {
+		hold = __atomic_load_n(&lock->ctx, __ATOMIC_ACQUIRE);
+		if (hold || !(__atomic_load_n(&lock->base.state,
+					      __ATOMIC_ACQUIRE) & HETMEM_WW_CTX))
+			return hold;
+		/* The holder is a few instructions away, unless preempted. */
+		if (++spins < 128)
+			__builtin_ia32_pause();
+		else
+			sched_yield();
+	}
 }
 
 static void wake_word(uint32_t *word)
@@ -197,52 +280,16 @@ static void ww_wound(struct ww_acquire_ctx *ctx, struct ww_acquire_ctx *hold)
 }
 
 /*
- * A context took @lock without queueing while somebody queued: let the
- * first context waiter die (Wait-Die) or wound ourselves (Wound-Wait).
- * Later context waiters are younger than the first and settled when it
- * queued.
+ * Publish the owner after an uncontended compare-and-swap. No barrier and
+ * no look for waiters: a locker that queued since our compare-and-swap
+ * found CTX and waits in holder_ctx() for the context we store here.
  */
-static void check_waiters(struct ww_mutex *lock, struct ww_acquire_ctx *ctx)
+static inline void fast_set_owner(struct ww_mutex *lock, int32_t tid,
+				  struct ww_acquire_ctx *ctx)
 {
-	struct hetmem_list_head *it;
-	struct ww_waiter *cur;
-
-	for (it = lock->base.wait_list.next; it != &lock->base.wait_list;
-	     it = it->next) {
-		cur = waiter_of(it);
-		if (!cur->ctx)
-			continue;
-		if (ctx->is_wait_die)
-			ww_die(cur, ctx);
-		else
-			ww_wound(cur->ctx, ctx);
-		return;
-	}
-}
-
-static void check_waiters_locked(struct ww_mutex *lock,
-				 struct ww_acquire_ctx *ctx)
-{
-	hetmem_spin_lock(&lock->base.wait_lock);
-	check_waiters(lock, ctx);
-	hetmem_spin_unlock(&lock->base.wait_lock);
-}
-
-/*
- * Publish the owner after an uncontended compare-and-swap. A locker that
- * queued in between could not see our context: the sequentially
- * consistent store and load pair with take_or_flag() and the load of
- * lock->ctx after it, so either it sees the context or we see WAITERS and
- * run the checks it could not.
- */
-static void fast_set_owner(struct ww_mutex *lock, struct ww_acquire_ctx *ctx)
-{
-	__atomic_store_n(&lock->base.owner, hetmem_gettid(), __ATOMIC_RELAXED);
-	if (!ctx)
-		return;
-	__atomic_store_n(&lock->ctx, ctx, __ATOMIC_SEQ_CST);
-	if (hetmem_unlikely(state_load(lock) & HETMEM_WW_WAITERS))
-		check_waiters_locked(lock, ctx);
+	__atomic_store_n(&lock->base.owner, tid, __ATOMIC_RELAXED);
+	if (ctx)
+		__atomic_store_n(&lock->ctx, ctx, __ATOMIC_RELEASE);
 }
 
 /*
@@ -296,7 +343,7 @@ static int check_kill(struct ww_mutex *lock, struct ww_waiter *w)
 	if (!ctx->is_wait_die)
 		return __atomic_load_n(&ctx->wounded, __ATOMIC_SEQ_CST) ?
 		       ctx_kill(lock, ctx) : 0;
-	hold = __atomic_load_n(&lock->ctx, __ATOMIC_SEQ_CST);
+	hold = holder_ctx(lock);
 	if (hold && ctx_younger(ctx, hold))
 		return ctx_kill(lock, ctx);
 	for (it = w->list.prev; it != &lock->base.wait_list; it = it->prev)
@@ -306,17 +353,19 @@ static int check_kill(struct ww_mutex *lock, struct ww_waiter *w)
 }
 
 /*
- * Under wait_lock: take the free mutex (true), or mark it as having
- * waiters (false). WAITERS is only ever set on a held mutex.
+ * Under wait_lock: take the free mutex for @ctx (true), or mark it as
+ * having waiters (false). WAITERS is only ever set on a held mutex, CTX
+ * only on a held one, so a free mutex has state 0. Every path reads the
+ * state with acquire semantics, which holder_ctx() relies on.
  */
-static bool take_or_flag(struct ww_mutex *lock)
+static bool take_or_flag(struct ww_mutex *lock, struct ww_acquire_ctx *ctx)
 {
 	uint32_t s = state_load(lock);
 
 	for (;;) {
 		if (!(s & HETMEM_WW_LOCKED)) {
 			if (__atomic_compare_exchange_n(&lock->base.state, &s,
-					s | HETMEM_WW_LOCKED, false,
+					s | held_state(ctx), false,
 					__ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
 				return true;
 		} else if (s & HETMEM_WW_WAITERS) {
@@ -380,7 +429,7 @@ static int lock_slowpath(struct ww_mutex *lock, struct ww_acquire_ctx *ctx,
 
 	waiter_init(&w, ctx);
 	hetmem_spin_lock(wait_lock);
-	if (take_or_flag(lock)) {
+	if (take_or_flag(lock, ctx)) {
 		set_owner(lock, w.task, ctx);
 		ret = 0;
 		goto out_unlock;
@@ -392,8 +441,9 @@ static int lock_slowpath(struct ww_mutex *lock, struct ww_acquire_ctx *ctx,
 		hetmem_spin_unlock(wait_lock);
 		return ret;
 	}
-	if (ctx && !ctx->is_wait_die)
-		ww_wound(ctx, __atomic_load_n(&lock->ctx, __ATOMIC_SEQ_CST));
+	/* Only a context holding locks wounds: don't wait for the holder's. */
+	if (ctx && !ctx->is_wait_die && ctx->acquired)
+		ww_wound(ctx, holder_ctx(lock));
 	ret = wait_loop(lock, &w, intr);
 	if (ret == 1)
 		return 0;	/* handed over, wait_lock already dropped */
@@ -403,7 +453,8 @@ out_unlock:
 }
 
 /* Debug checks shared by every locking call with a context. */
-static void ctx_checks(struct ww_mutex *lock, struct ww_acquire_ctx *ctx)
+static inline void ctx_checks(struct ww_mutex *lock,
+			      struct ww_acquire_ctx *ctx, int32_t tid)
 {
 	HETMEM_WARN(ctx->acquired == CTX_POISON,
 		    "ww_mutex locked with a finished acquire context");
@@ -413,18 +464,19 @@ static void ctx_checks(struct ww_mutex *lock, struct ww_acquire_ctx *ctx)
 		    "ww_mutex of class %s locked with a context of class %s",
 		    lock->ww_class ? lock->ww_class->mutex_name : "(none)",
 		    ctx->ww_class ? ctx->ww_class->acquire_name : "(none)");
-	HETMEM_WARN(ctx->task != hetmem_gettid(),
+	HETMEM_WARN(ctx->task != tid,
 		    "acquire context of thread %d used by thread %d",
-		    (int)ctx->task, hetmem_gettid());
+		    (int)ctx->task, (int)tid);
 }
 
 /*
  * Common entry of lock and trylock with a context. Returns true if the
  * caller already holds @lock with @ctx (-EALREADY).
  */
-static bool ctx_enter(struct ww_mutex *lock, struct ww_acquire_ctx *ctx)
+static inline bool ctx_enter(struct ww_mutex *lock,
+			     struct ww_acquire_ctx *ctx, int32_t tid)
 {
-	ctx_checks(lock, ctx);
+	ctx_checks(lock, ctx, tid);
 	if (__atomic_load_n(&lock->ctx, __ATOMIC_RELAXED) == ctx)
 		return true;
 	/* A context that holds nothing has nothing to give back. */
@@ -434,7 +486,8 @@ static bool ctx_enter(struct ww_mutex *lock, struct ww_acquire_ctx *ctx)
 }
 
 /* The first mutex after -EDEADLK must be the contended one, taken alone. */
-static void ctx_acquired(struct ww_mutex *lock, struct ww_acquire_ctx *ctx)
+static inline void ctx_acquired(struct ww_mutex *lock,
+				struct ww_acquire_ctx *ctx)
 {
 	if (ctx->contending_lock) {
 		HETMEM_WARN(ctx->contending_lock != lock,
@@ -446,8 +499,9 @@ static void ctx_acquired(struct ww_mutex *lock, struct ww_acquire_ctx *ctx)
 	ctx->acquired++;
 }
 
-static void dep_acquire(struct ww_mutex *lock, struct ww_acquire_ctx *ctx,
-			bool trylock, const void *site)
+static inline void dep_acquire(struct ww_mutex *lock,
+			       struct ww_acquire_ctx *ctx, bool trylock,
+			       const void *site)
 {
 	/* See "ww_mutex and the lock-dependency checker". */
 	if (ctx && ctx->acquired)
@@ -470,17 +524,29 @@ static int inject_deadlock(struct ww_mutex *lock, struct ww_acquire_ctx *ctx)
 	return -EDEADLK;
 }
 
-static int lock_common(struct ww_mutex *lock, struct ww_acquire_ctx *ctx,
-		       bool intr, const void *site)
+/*
+ * Inlined into each entry point so that the uncontended path is straight
+ * line code: one thread id read, one checker branch, the compare-and-swap
+ * and plain stores. The checker hooks return at once when it is off, so
+ * skipping them on one hetmem_lockdep_enabled() answer changes nothing;
+ * a checker switched on meanwhile ignores the unmatched release.
+ */
+static inline __attribute__((always_inline)) int
+lock_common(struct ww_mutex *lock, struct ww_acquire_ctx *ctx, bool intr,
+	    const void *site)
 {
+	int32_t tid = hetmem_gettid();
+	bool dep = hetmem_lockdep_enabled();
 	int ret;
 
-	hetmem_might_sleep(site);
-	if (ctx && ctx_enter(lock, ctx))
+	if (hetmem_unlikely(dep))
+		hetmem_might_sleep(site);
+	if (ctx && ctx_enter(lock, ctx, tid))
 		return -EALREADY;
-	dep_acquire(lock, ctx, false, site);
-	if (hetmem_likely(fast_lock(lock))) {
-		fast_set_owner(lock, ctx);
+	if (hetmem_unlikely(dep))
+		dep_acquire(lock, ctx, false, site);
+	if (hetmem_likely(fast_lock(lock, ctx))) {
+		fast_set_owner(lock, tid, ctx);
 	} else {
 		ret = lock_slowpath(lock, ctx, intr);
 		if (ret)
@@ -498,12 +564,24 @@ err_release:
 	return ret;
 }
 
-static void slow_unlock(struct ww_mutex *lock)
+/*
+ * The fast unlock failed: WAITERS is set. @ctx is the context we held the
+ * mutex with, already dissociated from lock->ctx.
+ */
+static void slow_unlock(struct ww_mutex *lock, struct ww_acquire_ctx *ctx)
 {
 	struct hetmem_list_head *head = &lock->base.wait_list;
 	struct ww_waiter *w;
 	uint32_t *word;
 
+	/*
+	 * A locker may be waiting in holder_ctx(), under the wait_lock we are
+	 * about to take, for the context we just cleared: tell it, before we
+	 * block, that there is none. Release orders our NULL store first.
+	 */
+	if (ctx)
+		__atomic_fetch_and(&lock->base.state, ~HETMEM_WW_CTX,
+				   __ATOMIC_RELEASE);
 	hetmem_spin_lock(&lock->base.wait_lock);
 	if (hetmem_list_empty(head)) {
 		/* The waiters all backed off; only the flag remained. */
@@ -513,9 +591,10 @@ static void slow_unlock(struct ww_mutex *lock)
 	w = waiter_of(head->next);
 	hetmem_list_del_init(&w->list);
 	set_owner(lock, w->task, w->ctx);
+	/* The new holder's fast unlock expects CTX exactly as it holds. */
 	__atomic_store_n(&lock->base.state, hetmem_list_empty(head) ?
-			 HETMEM_WW_LOCKED :
-			 HETMEM_WW_LOCKED | HETMEM_WW_WAITERS,
+			 held_state(w->ctx) :
+			 held_state(w->ctx) | HETMEM_WW_WAITERS,
 			 __ATOMIC_RELEASE);
 	/*
 	 * Bump the word before publishing the hand-over: once @handed is
@@ -812,11 +891,13 @@ HETMEM_API int ww_mutex_lock_slow_interruptible(struct ww_mutex *lock,
 HETMEM_API int ww_mutex_trylock(struct ww_mutex *lock,
 				struct ww_acquire_ctx *ctx)
 {
-	if (ctx && ctx_enter(lock, ctx))
+	int32_t tid = hetmem_gettid();
+
+	if (ctx && ctx_enter(lock, ctx, tid))
 		return 0;
-	if (!fast_lock(lock))
+	if (!fast_lock(lock, ctx))
 		return 0;
-	fast_set_owner(lock, ctx);
+	fast_set_owner(lock, tid, ctx);
 	dep_acquire(lock, ctx, true, HETMEM_RET_IP);
 	if (ctx)
 		ctx_acquired(lock, ctx);
@@ -839,7 +920,13 @@ HETMEM_API void ww_mutex_unlock(struct ww_mutex *lock)
 {
 	struct ww_acquire_ctx *ctx;
 
-	if (HETMEM_WARN(!(state_load(lock) & HETMEM_WW_LOCKED),
+	/*
+	 * Relaxed is enough for the misuse checks: the owner reads its own
+	 * LOCKED and owner stores (coherence), and anybody else fails the
+	 * owner check whatever it reads.
+	 */
+	if (HETMEM_WARN(!(__atomic_load_n(&lock->base.state, __ATOMIC_RELAXED) &
+			  HETMEM_WW_LOCKED),
 			"ww_mutex_unlock() of an unlocked ww_mutex"))
 		return;
 	if (HETMEM_WARN(__atomic_load_n(&lock->base.owner, __ATOMIC_RELAXED) !=
@@ -852,9 +939,13 @@ HETMEM_API void ww_mutex_unlock(struct ww_mutex *lock)
 		if (!HETMEM_WARN_ON(!ctx->acquired))
 			ctx->acquired--;
 	}
+	/*
+	 * Dissociate before releasing: once the state is 0 a new holder may
+	 * store its own context.
+	 */
 	set_owner(lock, 0, NULL);
-	if (hetmem_unlikely(!fast_unlock(lock)))
-		slow_unlock(lock);
+	if (hetmem_unlikely(!fast_unlock(lock, held_state(ctx))))
+		slow_unlock(lock, ctx);
 }
 
 /**

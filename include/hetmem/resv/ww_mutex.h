@@ -121,7 +121,9 @@ struct ww_acquire_ctx {
 
 /**
  * struct hetmem_ww_mutex_base - the mutex proper inside a ww_mutex
- * @state: HETMEM_WW_LOCKED and HETMEM_WW_WAITERS bits, changed atomically
+ * @state: HETMEM_WW_LOCKED, HETMEM_WW_WAITERS and HETMEM_WW_CTX bits,
+ *	changed atomically; HETMEM_WW_CTX says that the holder took the mutex
+ *	with a context (which it may not have stored in @ctx yet)
  * @owner: thread id of the holder, 0 when free
  * @wait_lock: protects @wait_list and every slow-path state change
  * @wait_list: sleeping lockers: contexts ordered by stamp, context-less
@@ -141,6 +143,7 @@ struct hetmem_ww_mutex_base {
 
 #define HETMEM_WW_LOCKED	0x1u
 #define HETMEM_WW_WAITERS	0x2u
+#define HETMEM_WW_CTX		0x4u
 
 /**
  * struct ww_mutex - a wound/wait mutex

@@ -303,7 +303,8 @@ static void run_exclusion(FIXTURE_DATA(locks) *fx, bool yield_inside)
 
 		stalled = p == last ? stalled + 1 : 0;
 		last = p;
-		ASSERT_LT(stalled, 200);	/* 2 s without progress */
+		/* A lost wake-up stalls forever; 5 s tolerates a loaded machine. */
+		ASSERT_LT(stalled, 500);
 		harness_sleep_ms(10);
 	}
 	for (i = 0; i < EXCL_THREADS; i++) {

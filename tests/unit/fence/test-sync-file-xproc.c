@@ -277,7 +277,12 @@ TEST(killed_producer_signals_epipe)
 	EXPECT_EQ(kill((pid_t)grandchild, 0), 0);
 	EXPECT_GT(dma_fence_wait_timeout(proxy, true, 2000), 0);
 	waited = hetmem_ktime_get() - t0;
-	EXPECT_LT(waited, 1000LL * 1000 * 1000);
+	/*
+	 * Within the wait's own timeout, with the grandchild still alive: a
+	 * leaked write end would keep the pipe open past it. (A tighter bound
+	 * only measures how loaded the machine is.)
+	 */
+	EXPECT_LT(waited, 2000LL * 1000 * 1000);
 	EXPECT_EQ(dma_fence_get_status(proxy), -EPIPE);
 	EXPECT_EQ(sync_wait(fd, 0), 0);
 	EXPECT_EQ(status_of(fd), -EPIPE);
