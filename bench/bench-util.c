@@ -41,6 +41,8 @@ const struct hetmem_bench_suite hetmem_bench_suites[] = {
 	  hetmem_bench_fence },
 	{ "resv", "ww_mutex uncontended and contended locking, back-off rate",
 	  hetmem_bench_resv },
+	{ "buf", "cross-process buffer hand-off with fences vs raw memfd",
+	  hetmem_bench_buf },
 	{ NULL, NULL, NULL },
 };
 
