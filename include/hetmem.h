@@ -24,5 +24,7 @@
 #include <hetmem/resv/dma-resv.h>
 #include <hetmem/buf/dma-heap.h>
 #include <hetmem/buf/transfer.h>
+#include <hetmem/buf/scatterlist.h>
+#include <hetmem/buf/dma-buf.h>
 
 #endif /* HETMEM_H */
