@@ -5,6 +5,7 @@
 #ifndef HETMEM_TOOLS_HETMEM_H
 #define HETMEM_TOOLS_HETMEM_H
 
+#include <stdbool.h>
 #include <stdio.h>
 
 /* Exit statuses, documented by "hetmem --help". */
@@ -16,6 +17,21 @@
 int cmd_info(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_stat(int argc, char **argv);
+
+/* stat.c: this process's dma-buf listing; returns the object count. */
+unsigned long stat_print_process(FILE *f);
+
+/* demo.c narration, shared with demo-buf.c. */
+void demo_say(const char *actor, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+bool demo_check(const char *actor, bool ok, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+int demo_failed(void);
+
+/* demo-buf.c: the buffer-sharing phase of "hetmem demo". */
+int demo_buf_phase(void);
 
 void tool_usage(FILE *out);
 

@@ -4,7 +4,8 @@
  *
  * One binary, several subcommands: "info" reports what the kernel offers,
  * "demo" runs a narrated end-to-end example that doubles as a CI test,
- * "bench" runs the benchmark suites compiled in from bench/. The command
+ * "bench" runs the benchmark suites compiled in from bench/, "stat" lists
+ * dma-buf objects (this process's and, from /proc, the system's). The command
  * uses only the public API of libhetmem, as any application would.
  *
  * Errors go to stderr, results to stdout. Exit status: 0 success, 1 a
@@ -27,6 +28,7 @@ static const struct command commands[] = {
 	{ "info", cmd_info },
 	{ "demo", cmd_demo },
 	{ "bench", cmd_bench },
+	{ "stat", cmd_stat },
 	{ NULL, NULL },
 };
 
@@ -38,8 +40,12 @@ void tool_usage(FILE *out)
 		"\n"
 		"commands:\n"
 		"  info                      what this kernel offers hetmem, detected now\n"
-		"  demo                      narrated two-process fence example; exit 0 only\n"
-		"                            if every step behaved as expected\n"
+		"  demo                      narrated producer/consumer example (fences, then\n"
+		"                            a shared heap buffer); exit 0 only if every\n"
+		"                            step behaved as expected\n"
+		"  stat [--demo]             list dma-buf objects: this process's, then every\n"
+		"                            hetmem or kernel dma-buf visible in /proc;\n"
+		"                            --demo creates two buffers first\n"
 		"  bench SUITE [-d SECONDS]  measure a suite against the raw primitives\n"
 		"                            (default 1 s); prints key: value lines\n"
 		"  bench list                list the benchmark suites\n"

@@ -1,0 +1,538 @@
+/* SPDX-License-Identifier: MIT */
+/**
+ * DOC: hetmem stat
+ *
+ * dma-buf objects (struct dma_buf) live in a process, so "hetmem stat"
+ * prints two views, each honest about what it can see:
+ *
+ * 1. This process's objects, as hetmem_dma_buf_describe_all() lists them
+ *    (the counterpart of the kernel's debugfs bufinfo). A bare
+ *    "hetmem stat" has none and says so; "hetmem stat --demo" first
+ *    exports two buffers, attaches devices and adds fences so that the
+ *    format can be seen::
+ *
+ *	Dma-buf Objects:
+ *	size	flags	mode	count	exp_name	ino	name
+ *	00065536	00000000	00000000	00000001	EXPORTER	00001234	NAME
+ *		read fence:DRIVER TIMELINE seq 2 unsignalled
+ *		Attached Devices:
+ *		DEVICE
+ *	Total 1 devices attached
+ *
+ *	Total N objects, B bytes
+ *
+ *    One block per buffer: size, flags and mode (always 0), references,
+ *    exporter, inode of the memfd, user-set name; then one line per
+ *    KERNEL/WRITE/READ fence of its reservation object (signalled fences
+ *    are pruned when the next one is added, so they may be gone), then
+ *    the attached devices.
+ *
+ * 2. A system-wide view built from /proc: every descriptor in
+ *    /proc/PID/fd whose link names a hetmem buffer ("/memfd:dmabuf" from
+ *    dma_buf_export(), "/memfd:dmabuf-system" from the system heap) or a
+ *    kernel dma-buf ("/dmabuf:" or "anon_inode:dmabuf"), grouped by the
+ *    (st_dev, st_ino) of the file, so a buffer shared by several processes
+ *    appears once::
+ *
+ *	System-wide buffers (from /proc):
+ *	ino	size	kind	name	holders
+ *	1234	65536	memfd	dmabuf-system	4242 hetmem fd 5 rw, 4243 hetmem fd 3 rw
+ *	Total: N buffer(s), B bytes, H descriptor(s); P process(es) not readable
+ *
+ *    A holder is "PID COMM fd N MODE", MODE being rw, ro or wo from the
+ *    flags in /proc/PID/fdinfo/N. The size is st_size of the link target
+ *    (the "size:" line of fdinfo for a kernel dma-buf). Implicit fences
+ *    and attachments are per process and not visible from /proc. Only
+ *    processes whose descriptors may be read are seen (same user or
+ *    CAP_SYS_PTRACE); the others are counted. Processes and descriptors
+ *    that vanish during the scan are skipped silently.
+ *
+ * The format is for people and is not ABI. Exit status: 0, or 1 when
+ * "--demo" found its own buffers missing from either view.
+ */
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <hetmem/buf/dma-buf.h>
+#include <hetmem/fence/dma-fence.h>
+#include <hetmem/fence/sw_sync.h>
+#include <hetmem/resv/dma-resv.h>
+
+#include "hetmem.h"
+
+#define STAT_NAME_LEN 64
+
+struct stat_holder {
+	int pid;
+	int fd;
+	char comm[17];
+	const char *mode;
+};
+
+struct stat_sysbuf {
+	dev_t dev;
+	ino_t ino;
+	uint64_t size;
+	bool kernel;
+	char name[STAT_NAME_LEN];
+	struct stat_holder *holders;
+	size_t nholders;
+};
+
+struct stat_scan {
+	struct stat_sysbuf *bufs;
+	size_t nbufs;
+	size_t nholders;
+	unsigned int denied;
+};
+
+/**
+ * stat_print_process() - list this process's dma-buf objects
+ * @f: the stream
+ *
+ * Context: May sleep; no resv lock held.
+ * Return: the number of objects listed.
+ */
+unsigned long stat_print_process(FILE *f)
+{
+	struct hetmem_dma_buf_stats st;
+
+	hetmem_dma_buf_stats(&st);
+	fprintf(f, "Buffers of this process (pid %d): %llu object(s), %llu bytes\n",
+		(int)getpid(), (unsigned long long)st.count,
+		(unsigned long long)st.total_size);
+	if (!st.count) {
+		fprintf(f, "  none: dma-buf objects live in the process that "
+			"exports or imports them\n");
+		return 0;
+	}
+	hetmem_dma_buf_describe_all(f);
+	return (unsigned long)st.count;
+}
+
+/* Classify a /proc fd link: 1 hetmem memfd, 2 kernel dma-buf, 0 other. */
+static int stat_link_kind(const char *link, char *name, size_t len)
+{
+	static const char memfd[] = "/memfd:";
+	const char *p;
+	size_t n;
+
+	if (!strncmp(link, "/memfd:dmabuf", 13)) {
+		p = link + sizeof(memfd) - 1;
+		n = strcspn(p, " ");
+		snprintf(name, len, "%.*s", (int)n, p);
+		return 1;
+	}
+	if (!strncmp(link, "/dmabuf:", 8) || !strncmp(link, "anon_inode:dmabuf", 17)) {
+		snprintf(name, len, "%.*s", (int)len - 1,
+			 link[0] == '/' ? link + 8 : "(kernel)");
+		return 2;
+	}
+	return 0;
+}
+
+static bool stat_is_pid(const char *s)
+{
+	if (!*s)
+		return false;
+	for (; *s; s++)
+		if (!isdigit((unsigned char)*s))
+			return false;
+	return true;
+}
+
+static void stat_read_comm(int pid, char *comm, size_t len)
+{
+	char path[64];
+	FILE *f;
+
+	snprintf(comm, len, "?");
+	snprintf(path, sizeof(path), "/proc/%d/comm", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return;
+	if (fgets(comm, (int)len, f))
+		comm[strcspn(comm, "\n")] = '\0';
+	fclose(f);
+}
+
+/* Access mode and, for a kernel dma-buf, the size, from fdinfo. */
+static const char *stat_read_fdinfo(int pid, const char *fd, uint64_t *size)
+{
+	const char *mode = "?";
+	char path[96], line[256];
+	unsigned long long v;
+	unsigned int flags;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/fdinfo/%s", pid, fd);
+	f = fopen(path, "re");
+	if (!f)
+		return mode;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "flags: %o", &flags) == 1)
+			mode = (flags & O_ACCMODE) == O_RDWR ? "rw" :
+			       (flags & O_ACCMODE) == O_WRONLY ? "wo" : "ro";
+		else if (size && sscanf(line, "size: %llu", &v) == 1)
+			*size = v;
+	}
+	fclose(f);
+	return mode;
+}
+
+static struct stat_sysbuf *stat_find(struct stat_scan *scan,
+				     const struct stat *st)
+{
+	size_t i;
+
+	for (i = 0; i < scan->nbufs; i++)
+		if (scan->bufs[i].dev == st->st_dev && scan->bufs[i].ino == st->st_ino)
+			return &scan->bufs[i];
+	return NULL;
+}
+
+static struct stat_sysbuf *stat_add_buf(struct stat_scan *scan,
+					const struct stat *st, int kind,
+					const char *name)
+{
+	struct stat_sysbuf *b = stat_find(scan, st);
+	struct stat_sysbuf *bufs;
+
+	if (b)
+		return b;
+	bufs = realloc(scan->bufs, (scan->nbufs + 1) * sizeof(*bufs));
+	if (!bufs)
+		return NULL;
+	scan->bufs = bufs;
+	b = &bufs[scan->nbufs++];
+	memset(b, 0, sizeof(*b));
+	b->dev = st->st_dev;
+	b->ino = st->st_ino;
+	b->size = (uint64_t)st->st_size;
+	b->kernel = kind == 2;
+	snprintf(b->name, sizeof(b->name), "%s", name);
+	return b;
+}
+
+static int stat_add_holder(struct stat_scan *scan, struct stat_sysbuf *b,
+			   const struct stat_holder *h)
+{
+	struct stat_holder *holders;
+
+	holders = realloc(b->holders, (b->nholders + 1) * sizeof(*holders));
+	if (!holders)
+		return -ENOMEM;
+	b->holders = holders;
+	holders[b->nholders++] = *h;
+	scan->nholders++;
+	return 0;
+}
+
+/* One descriptor of @pid; races (the fd closed meanwhile) are skipped. */
+static int stat_scan_fd(struct stat_scan *scan, int dirfd, int pid,
+			const char *comm, const char *fd)
+{
+	char link[256], name[STAT_NAME_LEN];
+	struct stat_holder h = { .pid = pid };
+	struct stat_sysbuf *b;
+	struct stat st;
+	uint64_t size = 0;
+	ssize_t n;
+	int kind;
+
+	n = readlinkat(dirfd, fd, link, sizeof(link) - 1);
+	if (n < 0)
+		return 0;
+	link[n] = '\0';
+	kind = stat_link_kind(link, name, sizeof(name));
+	if (!kind || fstatat(dirfd, fd, &st, 0))
+		return 0;
+	h.fd = atoi(fd);
+	snprintf(h.comm, sizeof(h.comm), "%s", comm);
+	h.mode = stat_read_fdinfo(pid, fd, kind == 2 ? &size : NULL);
+	b = stat_add_buf(scan, &st, kind, name);
+	if (!b)
+		return -ENOMEM;
+	if (kind == 2 && size)
+		b->size = size;
+	return stat_add_holder(scan, b, &h);
+}
+
+static int stat_scan_pid(struct stat_scan *scan, int pid)
+{
+	char path[64], comm[17];
+	struct dirent *de;
+	int ret = 0;
+	DIR *dir;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", pid);
+	dir = opendir(path);
+	if (!dir) {
+		if (errno == EACCES || errno == EPERM)
+			scan->denied++;
+		return 0;
+	}
+	stat_read_comm(pid, comm, sizeof(comm));
+	while (!ret && (de = readdir(dir)))
+		if (stat_is_pid(de->d_name))
+			ret = stat_scan_fd(scan, dirfd(dir), pid, comm, de->d_name);
+	closedir(dir);
+	return ret;
+}
+
+static int stat_cmp_buf(const void *a, const void *b)
+{
+	const struct stat_sysbuf *x = a, *y = b;
+
+	if (x->dev != y->dev)
+		return x->dev < y->dev ? -1 : 1;
+	return x->ino < y->ino ? -1 : x->ino > y->ino;
+}
+
+static void stat_scan_free(struct stat_scan *scan)
+{
+	size_t i;
+
+	for (i = 0; i < scan->nbufs; i++)
+		free(scan->bufs[i].holders);
+	free(scan->bufs);
+	memset(scan, 0, sizeof(*scan));
+}
+
+/* Fill @scan from /proc; -errno only if /proc cannot be read at all. */
+static int stat_scan_proc(struct stat_scan *scan)
+{
+	struct dirent *de;
+	int ret = 0;
+	DIR *proc;
+
+	memset(scan, 0, sizeof(*scan));
+	proc = opendir("/proc");
+	if (!proc)
+		return -errno;
+	while (!ret && (de = readdir(proc)))
+		if (stat_is_pid(de->d_name))
+			ret = stat_scan_pid(scan, atoi(de->d_name));
+	closedir(proc);
+	if (scan->nbufs)
+		qsort(scan->bufs, scan->nbufs, sizeof(*scan->bufs), stat_cmp_buf);
+	return ret;
+}
+
+static void stat_print_sysbuf(const struct stat_sysbuf *b, FILE *f)
+{
+	size_t i;
+
+	fprintf(f, "%lu\t%llu\t%s\t%s\t", (unsigned long)b->ino,
+		(unsigned long long)b->size, b->kernel ? "kernel" : "memfd",
+		b->name);
+	for (i = 0; i < b->nholders; i++)
+		fprintf(f, "%s%d %s fd %d %s", i ? ", " : "", b->holders[i].pid,
+			b->holders[i].comm, b->holders[i].fd, b->holders[i].mode);
+	fputc('\n', f);
+}
+
+static void stat_print_scan(const struct stat_scan *scan, FILE *f)
+{
+	uint64_t total = 0;
+	size_t i;
+
+	fprintf(f, "\nSystem-wide buffers (from /proc):\n");
+	if (scan->nbufs)
+		fprintf(f, "ino\tsize\tkind\tname\tholders\n");
+	for (i = 0; i < scan->nbufs; i++) {
+		stat_print_sysbuf(&scan->bufs[i], f);
+		total += scan->bufs[i].size;
+	}
+	fprintf(f, "Total: %zu buffer(s), %llu bytes, %zu descriptor(s); "
+		"%u process(es) not readable\n", scan->nbufs,
+		(unsigned long long)total, scan->nholders, scan->denied);
+}
+
+/* Does @scan show @dmabuf held by this process? */
+static bool stat_scan_holds(const struct stat_scan *scan,
+			    const struct dma_buf *dmabuf)
+{
+	struct stat st = { .st_dev = dmabuf->st_dev, .st_ino = dmabuf->st_ino };
+	const struct stat_sysbuf *b;
+	size_t i;
+
+	b = stat_find((struct stat_scan *)scan, &st);
+	for (i = 0; b && i < b->nholders; i++)
+		if (b->holders[i].pid == (int)getpid())
+			return b->size == dmabuf->size;
+	return false;
+}
+
+static int stat_system(FILE *f, struct dma_buf *const *expect, int n)
+{
+	struct stat_scan scan;
+	int i, ret, missing = 0;
+
+	ret = stat_scan_proc(&scan);
+	if (ret) {
+		fprintf(stderr, "hetmem stat: scanning /proc: %s\n", strerror(-ret));
+		stat_scan_free(&scan);
+		return ret;
+	}
+	stat_print_scan(&scan, f);
+	for (i = 0; i < n; i++)
+		if (!stat_scan_holds(&scan, expect[i]))
+			missing++;
+	stat_scan_free(&scan);
+	if (missing)
+		fprintf(stderr, "hetmem stat: %d demo buffer(s) missing from /proc\n",
+			missing);
+	return missing ? -ENOENT : 0;
+}
+
+/* The --demo scenario: two buffers, devices, a signalled and a busy fence. */
+
+static void stat_demo_release(struct dma_buf *dmabuf)
+{
+	(void)dmabuf;
+}
+
+static const struct dma_buf_ops stat_demo_ops = {
+	.map_dma_buf = hetmem_dma_buf_map_memfd,
+	.unmap_dma_buf = hetmem_dma_buf_unmap_memfd,
+	.release = stat_demo_release,
+};
+
+static struct hetmem_device stat_gpu = { .name = "demo-gpu" };
+static struct hetmem_device stat_display = { .name = "demo-display" };
+
+struct stat_demo {
+	struct dma_buf *buf[2];
+	struct dma_buf_attachment *att[3];
+	struct sync_timeline *timeline;
+	int cookie;
+};
+
+static struct dma_buf *stat_demo_export(struct stat_demo *d, size_t size,
+					const char *name)
+{
+	DEFINE_DMA_BUF_EXPORT_INFO(info);
+	struct dma_buf *b;
+
+	info.exp_name = "hetmem-stat-demo";
+	info.ops = &stat_demo_ops;
+	info.size = size;
+	info.priv = &d->cookie;
+	b = dma_buf_export(&info);
+	if (hetmem_dma_buf_is_err(b))
+		return NULL;
+	dma_buf_set_name(b, name);
+	return b;
+}
+
+static int stat_demo_fence(struct stat_demo *d, struct dma_buf *b,
+			   unsigned int seqno, enum dma_resv_usage usage)
+{
+	struct dma_fence *fence = hetmem_sync_pt_create(d->timeline, seqno);
+	int ret;
+
+	if (!fence)
+		return -ENOMEM;
+	ret = dma_resv_lock(b->resv, NULL);
+	if (!ret)
+		ret = dma_resv_reserve_fences(b->resv, 1);
+	if (!ret)
+		dma_resv_add_fence(b->resv, fence, usage);
+	dma_resv_unlock(b->resv);
+	dma_fence_put(fence);
+	return ret;
+}
+
+static int stat_demo_setup(struct stat_demo *d)
+{
+	int i, ret;
+
+	d->buf[0] = stat_demo_export(d, 64 * 1024, "frame-0");
+	d->buf[1] = stat_demo_export(d, 4096, "cursor");
+	d->timeline = hetmem_sync_timeline_create("stat-demo");
+	if (!d->buf[0] || !d->buf[1] || !d->timeline)
+		return -ENOMEM;
+	d->att[0] = dma_buf_attach(d->buf[0], &stat_gpu);
+	d->att[1] = dma_buf_attach(d->buf[0], &stat_display);
+	d->att[2] = dma_buf_attach(d->buf[1], &stat_display);
+	for (i = 0; i < 3; i++)
+		if (hetmem_dma_buf_is_err(d->att[i]))
+			return hetmem_dma_buf_ptr_err(d->att[i]);
+	/* frame-0: the gpu wrote it (done), the display still reads it. */
+	ret = stat_demo_fence(d, d->buf[0], 1, DMA_RESV_USAGE_WRITE);
+	if (!ret)
+		ret = hetmem_sync_timeline_signal(d->timeline, 1);
+	if (!ret)
+		ret = stat_demo_fence(d, d->buf[0], 2, DMA_RESV_USAGE_READ);
+	return ret;
+}
+
+static void stat_demo_teardown(struct stat_demo *d)
+{
+	static const int owner[3] = { 0, 0, 1 };
+	int i;
+
+	if (d->timeline) {
+		hetmem_sync_timeline_signal(d->timeline, 1);
+		hetmem_sync_timeline_destroy(d->timeline);
+	}
+	for (i = 0; i < 3; i++)
+		if (d->att[i] && !hetmem_dma_buf_is_err(d->att[i]))
+			dma_buf_detach(d->buf[owner[i]], d->att[i]);
+	for (i = 0; i < 2; i++)
+		if (d->buf[i])
+			dma_buf_put(d->buf[i]);
+}
+
+static int stat_demo(void)
+{
+	struct stat_demo d;
+	int ret;
+
+	memset(&d, 0, sizeof(d));
+	ret = stat_demo_setup(&d);
+	if (ret) {
+		fprintf(stderr, "hetmem stat: demo setup: %s\n", strerror(-ret));
+	} else if (stat_print_process(stdout) != 2) {
+		fprintf(stderr, "hetmem stat: the demo buffers are not listed\n");
+		ret = -ENOENT;
+	} else {
+		ret = stat_system(stdout, d.buf, 2);
+	}
+	stat_demo_teardown(&d);
+	return ret;
+}
+
+/**
+ * cmd_stat() - "hetmem stat [--demo]"
+ * @argc: argument count, argv[0] is "stat"
+ * @argv: optionally "--demo"
+ *
+ * Context: Process context.
+ * Return: HETMEM_EXIT_OK, HETMEM_EXIT_FAIL if /proc cannot be read or
+ * the demo buffers are not seen, HETMEM_EXIT_USAGE for bad arguments.
+ */
+int cmd_stat(int argc, char **argv)
+{
+	bool demo = argc == 2 && !strcmp(argv[1], "--demo");
+
+	if (argc > 2 || (argc == 2 && !demo)) {
+		fprintf(stderr, "hetmem stat: unexpected argument '%s'\n", argv[1]);
+		tool_usage(stderr);
+		return HETMEM_EXIT_USAGE;
+	}
+	if (demo)
+		return stat_demo() ? HETMEM_EXIT_FAIL : HETMEM_EXIT_OK;
+	stat_print_process(stdout);
+	return stat_system(stdout, NULL, 0) ? HETMEM_EXIT_FAIL : HETMEM_EXIT_OK;
+}
