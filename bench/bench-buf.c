@@ -473,17 +473,9 @@ static int measure_handoff(double share)
  */
 int hetmem_bench_buf(int argc, char **argv)
 {
-	struct bench_opts opts;
-	int ret;
+	static const struct bench_measure buf_measures[] = {
+		{ "cross-process hand-off", measure_handoff, 1.0 },
+	};
 
-	ret = bench_parse_opts(argc, argv, &opts);
-	if (ret)
-		return ret > 0 ? BENCH_EXIT_OK : BENCH_EXIT_USAGE;
-	bench_begin(&opts);
-	ret = measure_handoff(1.0);
-	if (ret)
-		fprintf(stderr, "hetmem bench buf: cross-process hand-off: %s\n",
-			strerror(-ret));
-	bench_end();
-	return ret ? BENCH_EXIT_FAIL : BENCH_EXIT_OK;
+	return bench_run_suite("buf", buf_measures, 1, argc, argv);
 }

@@ -1106,19 +1106,13 @@ static int measure_merge(double share)
 
 /* The suite. Shares of the -d budget add up to 1. */
 
-struct fence_measure {
-	const char *name;
-	double share;
-	int (*run)(double share);
-};
-
-static const struct fence_measure fence_measures[] = {
-	{ "signal/wake", 0.30, measure_wake },
-	{ "is_signaled", 0.05, measure_test },
-	{ "callback", 0.10, measure_callback },
-	{ "sync_file cross-process", 0.35, measure_xproc },
-	{ "chain", 0.10, measure_chain },
-	{ "merge", 0.10, measure_merge },
+static const struct bench_measure fence_measures[] = {
+	{ "signal/wake", measure_wake, 0.30 },
+	{ "is_signaled", measure_test, 0.05 },
+	{ "callback", measure_callback, 0.10 },
+	{ "sync_file cross-process", measure_xproc, 0.35 },
+	{ "chain", measure_chain, 0.10 },
+	{ "merge", measure_merge, 0.10 },
 };
 
 /**
@@ -1132,23 +1126,7 @@ static const struct fence_measure fence_measures[] = {
  */
 int hetmem_bench_fence(int argc, char **argv)
 {
-	struct bench_opts opts;
-	unsigned int i;
-	bool failed = false;
-	int ret;
-
-	ret = bench_parse_opts(argc, argv, &opts);
-	if (ret)
-		return ret > 0 ? BENCH_EXIT_OK : BENCH_EXIT_USAGE;
-	bench_begin(&opts);
-	for (i = 0; i < sizeof(fence_measures) / sizeof(fence_measures[0]); i++) {
-		ret = fence_measures[i].run(fence_measures[i].share);
-		if (ret) {
-			fprintf(stderr, "hetmem bench fence: %s: %s\n",
-				fence_measures[i].name, strerror(-ret));
-			failed = true;
-		}
-	}
-	bench_end();
-	return failed ? BENCH_EXIT_FAIL : BENCH_EXIT_OK;
+	return bench_run_suite("fence", fence_measures,
+			       sizeof(fence_measures) / sizeof(fence_measures[0]),
+			       argc, argv);
 }

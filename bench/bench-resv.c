@@ -392,11 +392,7 @@ static int measure_iter_unlocked(double share)
 	return ret;
 }
 
-static const struct {
-	const char *name;
-	int (*run)(double share);
-	double share;	/* of the -d budget */
-} resv_measures[] = {
+static const struct bench_measure resv_measures[] = {
 	{ "ww.uncontended", measure_uncontended, 0.4 },
 	{ "ww.contended", measure_contended, 0.4 },
 	/* --- dma-resv rows: add them here --- */
@@ -406,23 +402,7 @@ static const struct {
 
 int hetmem_bench_resv(int argc, char **argv)
 {
-	struct bench_opts opts;
-	unsigned int i;
-	bool failed = false;
-	int ret;
-
-	ret = bench_parse_opts(argc, argv, &opts);
-	if (ret)
-		return ret > 0 ? BENCH_EXIT_OK : BENCH_EXIT_USAGE;
-	bench_begin(&opts);
-	for (i = 0; i < sizeof(resv_measures) / sizeof(resv_measures[0]); i++) {
-		ret = resv_measures[i].run(resv_measures[i].share);
-		if (ret) {
-			fprintf(stderr, "hetmem bench resv: %s: %s\n",
-				resv_measures[i].name, strerror(-ret));
-			failed = true;
-		}
-	}
-	bench_end();
-	return failed ? BENCH_EXIT_FAIL : BENCH_EXIT_OK;
+	return bench_run_suite("resv", resv_measures,
+			       sizeof(resv_measures) / sizeof(resv_measures[0]),
+			       argc, argv);
 }

@@ -480,3 +480,27 @@ void bench_unpin_self(void)
 	if (original_saved)
 		sched_setaffinity(0, sizeof(original_mask), &original_mask);
 }
+
+int bench_run_suite(const char *suite, const struct bench_measure *m,
+		    unsigned int count, int argc, char **argv)
+{
+	struct bench_opts opts;
+	bool failed = false;
+	unsigned int i;
+	int ret;
+
+	ret = bench_parse_opts(argc, argv, &opts);
+	if (ret)
+		return ret > 0 ? BENCH_EXIT_OK : BENCH_EXIT_USAGE;
+	bench_begin(&opts);
+	for (i = 0; i < count; i++) {
+		ret = m[i].run(m[i].share);
+		if (ret) {
+			fprintf(stderr, "hetmem bench %s: %s: %s\n", suite,
+				m[i].name, strerror(-ret));
+			failed = true;
+		}
+	}
+	bench_end();
+	return failed ? BENCH_EXIT_FAIL : BENCH_EXIT_OK;
+}

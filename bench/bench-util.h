@@ -52,6 +52,20 @@ void bench_print(const char *key, double value);
 void bench_print_int(const char *key, long long value);
 void bench_print_ratio(const char *key, double value);
 
+/* One measurement of a suite; shares of the -d budget add up to 1. */
+struct bench_measure {
+	const char *name;
+	int (*run)(double share);
+	double share;
+};
+
+/*
+ * Parse "SUITE [-d SECONDS]", run every measurement (a failure is reported
+ * and the others still run) and return the BENCH_EXIT_* status.
+ */
+int bench_run_suite(const char *suite, const struct bench_measure *m,
+		    unsigned int count, int argc, char **argv);
+
 /* CPUs this process may run on; pin the calling thread to the n-th / undo. */
 int bench_ncpus(void);
 void bench_pin_self(int n);
