@@ -281,6 +281,28 @@ static inline void harness_sleep_ms(long ms)
 		;
 }
 
+/* Sleep @us microseconds (below one second); a signal may cut it short. */
+static inline void harness_sleep_us(long us)
+{
+	struct timespec ts = { .tv_nsec = us * 1000 };
+
+	nanosleep(&ts, NULL);
+}
+
+/*
+ * xorshift32: fast, reproducible per-thread randomness for stress tests.
+ * @state must start non-zero; each thread keeps its own.
+ */
+static inline uint32_t harness_rand(uint32_t *state)
+{
+	uint32_t x = *state;
+
+	x ^= x << 13;
+	x ^= x >> 17;
+	x ^= x << 5;
+	return *state = x;
+}
+
 /* Poll until *@p == @want (acquire) or @ms pass; true if it got there. */
 static inline bool harness_wait_int(const int *p, int want, long ms)
 {

@@ -19,23 +19,6 @@
 #include "harness.h"
 #include "mock-fence.h"
 
-static void sleep_us(long us)
-{
-	struct timespec ts = { .tv_nsec = us * 1000 };
-
-	nanosleep(&ts, NULL);
-}
-
-static uint32_t rnd(uint32_t *state)
-{
-	uint32_t x = *state;
-
-	x ^= x << 13;
-	x ^= x >> 17;
-	x ^= x << 5;
-	return *state = x;
-}
-
 /* Counted, so that the end can prove every fence was released once. */
 static struct dma_fence *cf_create(hetmem_spinlock_t *shared, uint64_t ctx,
 				   uint64_t seqno)
@@ -137,11 +120,11 @@ static void adder_round(struct adder *a)
 		for (j = 0; i < NF && j < PER_FENCE; j++) {
 			add_one(a, &a->cbs[i][j], cs->f[(i + a->id) % NF]);
 			/* Spread the round out so the signallers overlap it. */
-			if (rnd(&a->seed) % 8 == 0)
-				sleep_us(rnd(&a->seed) % 16);
+			if (harness_rand(&a->seed) % 8 == 0)
+				harness_sleep_us(harness_rand(&a->seed) % 16);
 		}
 		for (j = 0; i > 0 && j < PER_FENCE; j++) {
-			if (rnd(&a->seed) % 3 == 0)
+			if (harness_rand(&a->seed) % 3 == 0)
 				remove_one(a, &a->cbs[i - 1][j]);
 		}
 	}
@@ -165,17 +148,17 @@ static void *adder_thread(void *arg)
 static void signaller_round(struct signaller *s)
 {
 	struct cb_stress *cs = s->cs;
-	uint32_t i, start = rnd(&s->seed) % NF;
+	uint32_t i, start = harness_rand(&s->seed) % NF;
 	int ret;
 
 	/* Start a little later, so some callbacks are added first. */
-	sleep_us(rnd(&s->seed) % 60);
+	harness_sleep_us(harness_rand(&s->seed) % 60);
 	for (i = 0; i < NF; i++) {
 		struct dma_fence *f = cs->f[(start + i) % NF];
 
-		if (rnd(&s->seed) % 4 == 0)
-			sleep_us(10);
-		if (rnd(&s->seed) & 1) {
+		if (harness_rand(&s->seed) % 4 == 0)
+			harness_sleep_us(10);
+		if (harness_rand(&s->seed) & 1) {
 			ret = dma_fence_signal(f);
 		} else {
 			hetmem_spin_lock(f->lock);

@@ -16,23 +16,6 @@
 #include "core/internal.h"
 #include "harness.h"
 
-static void sleep_us(long us)
-{
-	struct timespec ts = { .tv_nsec = us * 1000 };
-
-	nanosleep(&ts, NULL);
-}
-
-static uint32_t rnd(uint32_t *state)
-{
-	uint32_t x = *state;
-
-	x ^= x << 13;
-	x ^= x >> 17;
-	x ^= x << 5;
-	return *state = x;
-}
-
 static void shuffle(uint32_t *order, uint32_t n, uint32_t *seed)
 {
 	uint32_t i, j, t;
@@ -40,7 +23,7 @@ static void shuffle(uint32_t *order, uint32_t n, uint32_t *seed)
 	for (i = 0; i < n; i++)
 		order[i] = i;
 	for (i = n - 1; i > 0; i--) {
-		j = rnd(seed) % (i + 1);
+		j = harness_rand(seed) % (i + 1);
 		t = order[i];
 		order[i] = order[j];
 		order[j] = t;
@@ -199,15 +182,15 @@ static void signaller_round(struct worker *w)
 	uint32_t order[NF], i;
 
 	/* Let the waiters go to sleep first, most of the time. */
-	sleep_us(100 + rnd(&w->seed) % 200);
+	harness_sleep_us(100 + harness_rand(&w->seed) % 200);
 	shuffle(order, NF, &w->seed);
 	for (i = 0; i < NF; i++) {
 		struct dma_fence *f = st->f[order[i]];
 		int ret;
 
-		if (rnd(&w->seed) % 8 == 0)
-			sleep_us(20);
-		ret = signal_one(w, f, rnd(&w->seed));
+		if (harness_rand(&w->seed) % 8 == 0)
+			harness_sleep_us(20);
+		ret = signal_one(w, f, harness_rand(&w->seed));
 		if (ret == 0) {
 			w->signals_won++;
 			__atomic_add_fetch(&st->wins[order[i]], 1,
@@ -296,9 +279,9 @@ static void any_round(struct worker *w)
 
 	for (i = 0; i < NF / ANY_SET; i++) {
 		for (j = 0; j < ANY_SET; j++)
-			set[j] = st->f[rnd(&w->seed) % NF];
+			set[j] = st->f[harness_rand(&w->seed) % NF];
 		idx = ANY_SET;
-		if (rnd(&w->seed) & 1) {
+		if (harness_rand(&w->seed) & 1) {
 			ret = dma_fence_wait_any_timeout(set, ANY_SET, false,
 					HETMEM_MAX_SCHEDULE_TIMEOUT, &idx);
 			if (ret != HETMEM_MAX_SCHEDULE_TIMEOUT)
@@ -534,7 +517,7 @@ static void *slot_reader(void *arg)
 		if (hetmem_kref_read(&f->refcount) < 1)
 			reader_error(r, "refcount",
 				     hetmem_kref_read(&f->refcount));
-		switch (rnd(&r->seed) % 4) {
+		switch (harness_rand(&r->seed) % 4) {
 		case 0:
 			/* The writer signals each fence once it replaced it. */
 			ret = dma_fence_wait_timeout(f, false, 60000);

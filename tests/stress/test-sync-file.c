@@ -47,16 +47,6 @@ struct stress {
 	uint64_t exported, imported, merges, callbacks;
 };
 
-static uint32_t rnd(uint32_t *state)
-{
-	uint32_t x = *state;
-
-	x ^= x << 13;
-	x ^= x >> 17;
-	x ^= x << 5;
-	return *state = x;
-}
-
 static bool running(struct stress *s)
 {
 	return hetmem_ktime_get() < s->end_ns;
@@ -120,7 +110,7 @@ static void keep_merged(struct stress *s, int fd)
 static struct dma_fence *new_fence(struct sync_timeline *tl, uint32_t *seed,
 				   unsigned int *value)
 {
-	if (rnd(seed) & 1)
+	if (harness_rand(seed) & 1)
 		return hetmem_sync_pt_create(tl, ++*value);
 	return mock_fence_create(0);
 }
@@ -130,7 +120,7 @@ static void signal_one(struct dma_fence *f, struct sync_timeline *tl,
 {
 	/* Sync points signal with their timeline, mocks one by one. */
 	if (is_mock_fence(f)) {
-		if (!(rnd(seed) % 4))
+		if (!(harness_rand(seed) % 4))
 			dma_fence_set_error(f, -EIO);
 		dma_fence_signal(f);
 	}
@@ -139,7 +129,7 @@ static void signal_one(struct dma_fence *f, struct sync_timeline *tl,
 
 static void export_one(struct stress *s, struct dma_fence *f, uint32_t *seed)
 {
-	unsigned int flags = rnd(seed) & 1 ? HETMEM_SYNC_FILE_INHERIT : 0;
+	unsigned int flags = harness_rand(seed) & 1 ? HETMEM_SYNC_FILE_INHERIT : 0;
 	int fd = hetmem_sync_file_export(f, flags);
 
 	if (fd < 0) {
@@ -170,14 +160,14 @@ static void *producer(void *arg)
 		export_one(s, f, &seed);
 		pending[n++] = f;
 		/* Signal a random one, or the timeline, now and then. */
-		if (n == PENDING_MAX || !(rnd(&seed) % 3)) {
-			i = rnd(&seed) % n;
+		if (n == PENDING_MAX || !(harness_rand(&seed) % 3)) {
+			i = harness_rand(&seed) % n;
 			signal_one(pending[i], tl, &seed);
 			pending[i] = pending[--n];
 		}
 		/* The timeline trails its newest point by a little. */
-		if (!(rnd(&seed) % 4)) {
-			inc = rnd(&seed) % (value - reached + 1);
+		if (!(harness_rand(&seed) % 4)) {
+			inc = harness_rand(&seed) % (value - reached + 1);
 			hetmem_sync_timeline_signal(tl, inc);
 			reached += inc;
 		}
@@ -197,10 +187,10 @@ static void foreign_signal(int wfd, uint32_t *seed)
 	rec.magic = HETMEM_SYNC_RECORD_MAGIC;
 	rec.version = HETMEM_SYNC_RECORD_VERSION;
 	rec.size = sizeof(rec);
-	rec.status = rnd(seed) % 4 ? 1 : -EIO;
+	rec.status = harness_rand(seed) % 4 ? 1 : -EIO;
 	rec.timestamp_ns = hetmem_ktime_get();
 	/* Now and then a producer "dies" without a record: -EPIPE. */
-	if (rnd(seed) % 8 && write(wfd, &rec, sizeof(rec)) != sizeof(rec))
+	if (harness_rand(seed) % 8 && write(wfd, &rec, sizeof(rec)) != sizeof(rec))
 		rec.status = 0;
 	close(wfd);
 }
@@ -227,8 +217,8 @@ static void *foreign_producer(void *arg)
 			close(p[0]);
 			usleep(100);
 		}
-		if (n == FOREIGN_MAX || !(rnd(&seed) % 2)) {
-			i = rnd(&seed) % n;
+		if (n == FOREIGN_MAX || !(harness_rand(&seed) % 2)) {
+			i = harness_rand(&seed) % n;
 			foreign_signal(wfd[i], &seed);
 			wfd[i] = wfd[--n];
 		}
@@ -279,7 +269,7 @@ static void use_fence(struct stress *s, struct dma_fence *f, uint32_t *seed)
 	struct heap_cb *h;
 	long ret;
 
-	switch (rnd(seed) % 4) {
+	switch (harness_rand(seed) % 4) {
 	case 0:
 		h = calloc(1, sizeof(*h));
 		if (!h)
@@ -292,7 +282,7 @@ static void use_fence(struct stress *s, struct dma_fence *f, uint32_t *seed)
 		}
 		break;
 	case 1:
-		ret = dma_fence_wait_timeout(f, false, rnd(seed) % 3);
+		ret = dma_fence_wait_timeout(f, false, harness_rand(seed) % 3);
 		if (ret < 0)
 			fail(s, "wait", (int)ret);
 		break;
@@ -319,7 +309,7 @@ static void consume_one(struct stress *s, int fd, int *prev, uint32_t *seed)
 	__atomic_add_fetch(&s->imported, 1, __ATOMIC_RELAXED);
 	use_fence(s, f, seed);
 	dma_fence_put(f);
-	poll(&pfd, 1, rnd(seed) % 2);
+	poll(&pfd, 1, harness_rand(seed) % 2);
 	check_status(s, fd);
 	if (*prev >= 0) {
 		m = hetmem_sync_file_merge("stress", *prev, fd, 0);

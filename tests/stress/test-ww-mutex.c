@@ -58,16 +58,6 @@ struct worker {
 	unsigned long backoffs;
 };
 
-static uint32_t rnd(uint32_t *state)
-{
-	uint32_t x = *state;
-
-	x ^= x << 13;
-	x ^= x >> 17;
-	x ^= x << 5;
-	return *state = x;
-}
-
 /* @n distinct lock indices, in random order or sorted. */
 static void pick(struct worker *w, int *order, int n, bool sorted)
 {
@@ -76,7 +66,7 @@ static void pick(struct worker *w, int *order, int n, bool sorted)
 
 	for (i = 0; i < n; i++) {
 		do
-			k = (int)(rnd(&w->seed) % NLOCKS);
+			k = (int)(harness_rand(&w->seed) % NLOCKS);
 		while (used[k]);
 		used[k] = true;
 		order[i] = k;
@@ -155,7 +145,7 @@ static void round_ctx(struct worker *w)
 	struct ww_acquire_ctx ctx;
 	int order[MAX_SUB], n;
 
-	n = s->mode == MODE_ONE ? 1 : 2 + (int)(rnd(&w->seed) % (MAX_SUB - 1));
+	n = s->mode == MODE_ONE ? 1 : 2 + (int)(harness_rand(&w->seed) % (MAX_SUB - 1));
 	pick(w, order, n, s->mode == MODE_INORDER);
 	ww_acquire_init(&ctx, s->cls);
 	if (s->mode == MODE_INJECT)
@@ -170,7 +160,7 @@ static void round_ctx(struct worker *w)
 
 static void round_plain(struct worker *w)
 {
-	int k = (int)(rnd(&w->seed) % NLOCKS);
+	int k = (int)(harness_rand(&w->seed) % NLOCKS);
 
 	ww_mutex_lock(&w->s->locks[k], NULL);
 	touch(w, k);
