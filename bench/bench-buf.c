@@ -381,6 +381,11 @@ static int ho_batch(int sock, enum ho_mode mode, unsigned int *tag,
 	return ret;
 }
 
+static const struct bench_pair_keys handoff_keys = {
+	"buf.xproc_handoff", "memfd.xproc_handoff", "us",
+	"ratio.buf_handoff_vs_raw",
+};
+
 static int ho_run(struct bench_peer *peer, double share, const char *suffix)
 {
 	static double buf_us[BENCH_MAX_BATCHES], raw_us[BENCH_MAX_BATCHES];
@@ -388,9 +393,7 @@ static int ho_run(struct bench_peer *peer, double share, const char *suffix)
 	uint64_t ctx = dma_fence_context_alloc(1);
 	struct bench_slice slice;
 	unsigned int n = 0, tag = 0;
-	char key[96];
 	int ret = 0;
-	double b, r;
 
 	bench_slice_init(&slice, share, 5, BENCH_MAX_BATCHES);
 	while (!ret && bench_slice_next(&slice)) {
@@ -412,19 +415,7 @@ static int ho_run(struct bench_peer *peer, double share, const char *suffix)
 	}
 	if (ret)
 		return ret;
-	b = bench_median(buf_us, n);
-	r = bench_median(raw_us, n);
-	snprintf(key, sizeof(key), "buf.xproc_handoff%s_us", suffix);
-	bench_print(key, b);
-	snprintf(key, sizeof(key), "memfd.xproc_handoff%s_us", suffix);
-	bench_print(key, r);
-	snprintf(key, sizeof(key), "buf.xproc_handoff%s_pairs", suffix);
-	bench_print_int(key, n);
-	snprintf(key, sizeof(key), "ratio.buf_handoff_vs_raw%s_of_medians",
-		 suffix);
-	bench_print_ratio(key, b / r);
-	snprintf(key, sizeof(key), "ratio.buf_handoff_vs_raw%s", suffix);
-	bench_print_ratio(key, bench_median(ratio, n));
+	bench_print_paired(&handoff_keys, suffix, buf_us, raw_us, ratio, n);
 	return 0;
 }
 

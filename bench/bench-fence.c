@@ -371,6 +371,11 @@ static int pp_run(struct pingpong *pp, double share, double *fence,
  * One placement: A (this thread) on @cpu_a, B on @cpu_b. Keys get @suffix;
  * the goal is judged on the same-CPU placement only (see the DOC block).
  */
+static const struct bench_pair_keys wake_keys = {
+	"fence.signal_wake", "futex.wake", "ns",
+	"ratio.fence_signal_wake_vs_futex",
+};
+
 static int measure_wake_on(double share, int cpu_a, int cpu_b,
 			   const char *suffix, bool goal)
 {
@@ -379,7 +384,6 @@ static int measure_wake_on(double share, int cpu_a, int cpu_b,
 	struct pingpong *pp = calloc(1, sizeof(*pp));
 	pthread_t thread;
 	unsigned int n = 0;
-	char key[96];
 	int ret;
 	double r;
 
@@ -405,23 +409,12 @@ static int measure_wake_on(double share, int cpu_a, int cpu_b,
 	free(pp);
 	if (ret)
 		return ret;
-	r = bench_median(ratio, n);
-	snprintf(key, sizeof(key), "fence.signal_wake%s_ns", suffix);
-	bench_print(key, bench_median(fence, n));
-	snprintf(key, sizeof(key), "futex.wake%s_ns", suffix);
-	bench_print(key, bench_median(futex, n));
-	snprintf(key, sizeof(key), "fence.signal_wake%s_pairs", suffix);
-	bench_print(key, n);
 	/*
 	 * Both views: the goal uses the median of per-pair ratios; the ratio
 	 * of the two medians can differ when batches fall into different
 	 * scheduling regimes.
 	 */
-	snprintf(key, sizeof(key), "ratio.fence_signal_wake_vs_futex%s_of_medians",
-		 suffix);
-	bench_print_ratio(key, bench_median(fence, n) / bench_median(futex, n));
-	snprintf(key, sizeof(key), "ratio.fence_signal_wake_vs_futex%s", suffix);
-	bench_print_ratio(key, r);
+	r = bench_print_paired(&wake_keys, suffix, fence, futex, ratio, n);
 	if (goal)
 		bench_print_goal("ratio.fence_signal_wake_vs_futex", r, 1.25);
 	return 0;
@@ -808,6 +801,10 @@ static int xp_batch(struct bench_peer *peer, enum xp_mode mode, double *ns)
 	return ret;
 }
 
+static const struct bench_pair_keys xproc_keys = {
+	"syncfile.xproc_wake", "pipe.xproc_wake", "ns", "ratio.syncfile_vs_pipe",
+};
+
 static int xp_run(struct bench_peer *peer, double share, const char *suffix,
 		  bool goal)
 {
@@ -835,17 +832,7 @@ static int xp_run(struct bench_peer *peer, double share, const char *suffix,
 	}
 	if (ret)
 		return ret;
-	r = bench_median(ratio, n);
-	snprintf(key, sizeof(key), "syncfile.xproc_wake%s_ns", suffix);
-	bench_print(key, bench_median(sf, n));
-	snprintf(key, sizeof(key), "pipe.xproc_wake%s_ns", suffix);
-	bench_print(key, bench_median(pipe_ns, n));
-	snprintf(key, sizeof(key), "syncfile.xproc_wake%s_pairs", suffix);
-	bench_print(key, n);
-	snprintf(key, sizeof(key), "ratio.syncfile_vs_pipe%s_of_medians", suffix);
-	bench_print_ratio(key, bench_median(sf, n) / bench_median(pipe_ns, n));
-	snprintf(key, sizeof(key), "ratio.syncfile_vs_pipe%s", suffix);
-	bench_print_ratio(key, r);
+	r = bench_print_paired(&xproc_keys, suffix, sf, pipe_ns, ratio, n);
 	if (goal)
 		bench_print_goal("ratio.syncfile_vs_pipe", r, 1.25);
 	snprintf(key, sizeof(key), "pipe_close.xproc_wake%s_ns", suffix);

@@ -504,3 +504,24 @@ int bench_run_suite(const char *suite, const struct bench_measure *m,
 	bench_end();
 	return failed ? BENCH_EXIT_FAIL : BENCH_EXIT_OK;
 }
+
+double bench_print_paired(const struct bench_pair_keys *k, const char *suffix,
+			  double *hetmem, double *base, double *ratio,
+			  unsigned int n)
+{
+	double h = bench_median(hetmem, n), b = bench_median(base, n);
+	double r = bench_median(ratio, n);
+	char key[128];
+
+	snprintf(key, sizeof(key), "%s%s_%s", k->hetmem, suffix, k->unit);
+	bench_print(key, h);
+	snprintf(key, sizeof(key), "%s%s_%s", k->base, suffix, k->unit);
+	bench_print(key, b);
+	snprintf(key, sizeof(key), "%s%s_pairs", k->hetmem, suffix);
+	bench_print_int(key, n);
+	snprintf(key, sizeof(key), "%s%s_of_medians", k->ratio, suffix);
+	bench_print_ratio(key, h / b);
+	snprintf(key, sizeof(key), "%s%s", k->ratio, suffix);
+	bench_print_ratio(key, r);
+	return r;
+}

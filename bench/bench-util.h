@@ -52,6 +52,28 @@ void bench_print(const char *key, double value);
 void bench_print_int(const char *key, long long value);
 void bench_print_ratio(const char *key, double value);
 
+/*
+ * Key stems of a paired measurement: hetmem path, its baseline, and their
+ * ratio, e.g. "fence.signal_wake", "futex.wake", "ns",
+ * "ratio.fence_signal_wake_vs_futex".
+ */
+struct bench_pair_keys {
+	const char *hetmem;
+	const char *base;
+	const char *unit;
+	const char *ratio;
+};
+
+/*
+ * Print the medians of both sides, the pair count, the ratio of the two
+ * medians (<ratio><suffix>_of_medians) and the median of per-pair ratios
+ * (<ratio><suffix>), which is returned for a goal check. The arrays are
+ * sorted in place.
+ */
+double bench_print_paired(const struct bench_pair_keys *k, const char *suffix,
+			  double *hetmem, double *base, double *ratio,
+			  unsigned int n);
+
 /* One measurement of a suite; shares of the -d budget add up to 1. */
 struct bench_measure {
 	const char *name;
