@@ -43,6 +43,8 @@ const struct hetmem_bench_suite hetmem_bench_suites[] = {
 	  hetmem_bench_resv },
 	{ "buf", "cross-process buffer hand-off with fences vs raw memfd",
 	  hetmem_bench_buf },
+	{ "mm", "notifier invalidation, hmm_range_fault, dmirror vs raw uffd/pagemap",
+	  hetmem_bench_mm },
 	{ NULL, NULL, NULL },
 };
 
@@ -218,6 +220,16 @@ void bench_print_ratio(const char *key, double value)
 void bench_print_goal(const char *key, double value, double limit)
 {
 	printf("goal.%s: %s\n", key, value <= limit ? "met" : "missed");
+	fflush(stdout);
+}
+
+/*
+ * "goal.KEY: met" when @value >= @min: for rates and ratios of rates,
+ * where bigger is better.
+ */
+void bench_print_goal_min(const char *key, double value, double min)
+{
+	printf("goal.%s: %s\n", key, value >= min ? "met" : "missed");
 	fflush(stdout);
 }
 

@@ -93,6 +93,7 @@ int bench_ncpus(void);
 void bench_pin_self(int n);
 void bench_unpin_self(void);
 void bench_print_goal(const char *key, double value, double limit);
+void bench_print_goal_min(const char *key, double value, double min);
 
 /* A forked peer process and the control socket connecting it. */
 struct bench_peer {

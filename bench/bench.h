@@ -37,5 +37,6 @@ const struct hetmem_bench_suite *hetmem_bench_find(const char *name);
 int hetmem_bench_fence(int argc, char **argv);
 int hetmem_bench_resv(int argc, char **argv);
 int hetmem_bench_buf(int argc, char **argv);
+int hetmem_bench_mm(int argc, char **argv);
 
 #endif /* HETMEM_BENCH_BENCH_H */

@@ -13,6 +13,8 @@
 #include <hetmem/core/spinlock.h>
 #include <hetmem/core/time.h>
 #include <hetmem/core/warn.h>
+#include <hetmem/core/interval_tree.h>
+#include <hetmem/core/rwsem.h>
 #include <hetmem/fence/dma-fence.h>
 #include <hetmem/fence/dma-fence-array.h>
 #include <hetmem/fence/dma-fence-chain.h>
@@ -26,5 +28,9 @@
 #include <hetmem/buf/transfer.h>
 #include <hetmem/buf/scatterlist.h>
 #include <hetmem/buf/dma-buf.h>
+#include <hetmem/mm/mm.h>
+#include <hetmem/mm/mmu_notifier.h>
+#include <hetmem/mm/hmm.h>
+#include <hetmem/dev/dmirror.h>
 
 #endif /* HETMEM_H */

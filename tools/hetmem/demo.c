@@ -21,7 +21,10 @@
  *   signals;
  * - then a buffer from the system heap is shared with a fresh consumer,
  *   handing its implicit fences over as sync_files both ways (see the DOC
- *   block of demo-buf.c).
+ *   block of demo-buf.c);
+ * - last, a device mirrors the producer's address space (dmirror) and
+ *   walks a linked list that the CPU built and then changes (see the DOC
+ *   block of demo-mm.c).
  *
  * Every line names its actor and the time since the start. Every wait has
  * a timeout and every child is reaped; the exit status is 0 only if every
@@ -127,7 +130,7 @@ int demo_failed(void)
 	return demo_failures;
 }
 
-/* say() for demo-buf.c. */
+/* say() for demo-buf.c and demo-mm.c. */
 void demo_say(const char *actor, const char *fmt, ...)
 {
 	va_list ap;
@@ -137,7 +140,7 @@ void demo_say(const char *actor, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* check() for demo-buf.c; failures count towards the exit status. */
+/* check() for demo-buf.c and demo-mm.c; failures count towards the exit status. */
 bool demo_check(const char *actor, bool ok, const char *fmt, ...)
 {
 	va_list ap;
@@ -558,6 +561,8 @@ static int run_demo(void)
 	      stop ? "non-zero" : "0");
 	if (!ret)
 		ret = demo_buf_phase();
+	if (!ret)
+		ret = demo_mm_phase();
 	return ret;
 }
 

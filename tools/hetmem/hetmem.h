@@ -21,8 +21,10 @@ int cmd_stat(int argc, char **argv);
 
 /* stat.c: this process's dma-buf listing; returns the object count. */
 unsigned long stat_print_process(FILE *f);
+/* stat.c: this process's address-space and dmirror counters. */
+void stat_print_mirrors(FILE *f);
 
-/* demo.c narration, shared with demo-buf.c. */
+/* demo.c narration, shared with demo-buf.c and demo-mm.c. */
 void demo_say(const char *actor, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 bool demo_check(const char *actor, bool ok, const char *fmt, ...)
@@ -32,6 +34,9 @@ int demo_failed(void);
 
 /* demo-buf.c: the buffer-sharing phase of "hetmem demo". */
 int demo_buf_phase(void);
+
+/* demo-mm.c: the mirroring phase of "hetmem demo". */
+int demo_mm_phase(void);
 
 void tool_usage(FILE *out);
 

@@ -8,46 +8,39 @@
  * scratch mapping, opening a device node), never by trusting a kernel
  * version or a header. Library facts come first, as "name: value".
  *
- * The uAPI constants newer than the build machine's headers (userfaultfd
- * features past WP_HUGETLBFS_SHMEM, UFFDIO_MOVE, PAGEMAP_SCAN,
- * MFD_NOEXEC_SEAL, futex2) are defined here from their kernel values when
- * the headers lack them. Every probe closes what it opens and unmaps what
- * it maps; userfaultfds are opened non-blocking and never read, so a
- * kernel without a feature gets a "no", not a crash or a hang.
+ * The address-space monitor's substrate (userfaultfd and its features,
+ * PAGEMAP_SCAN, PROCMAP_QUERY, pagemap PFNs, process_vm_readv/writev,
+ * MADV_POPULATE) is what the library itself finds with hetmem_mm_probe(),
+ * so "info" and the library cannot disagree; it is followed by one
+ * "watch_*" line per kind of address-space change: "yes" for the changes
+ * that reach interval notifiers on this kernel, "no" for the blind spots.
+ *
+ * The uAPI constants newer than the build machine's headers
+ * (MFD_NOEXEC_SEAL, futex2) are defined here from their kernel values
+ * when the headers lack them. Every probe closes what it opens and unmaps
+ * what it maps, so a kernel without a feature gets a "no", not a crash or
+ * a hang.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/userfaultfd.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
 #include <hetmem/core/lockdep.h>
+#include <hetmem/mm/mm.h>
 #include <hetmem/version.h>
 
 #include "hetmem.h"
 
-#ifndef UFFD_USER_MODE_ONLY
-#define UFFD_USER_MODE_ONLY 1
-#endif
-#ifndef _UFFDIO_MOVE
-#define _UFFDIO_MOVE 0x05
-#endif
-#ifndef MADV_POPULATE_READ
-#define MADV_POPULATE_READ 22
-#endif
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
 #ifndef MREMAP_DONTUNMAP
 #define MREMAP_DONTUNMAP 4
 #endif
@@ -78,35 +71,6 @@
 #endif
 #ifndef SYS_memfd_create
 #define SYS_memfd_create 319
-#endif
-
-/* PAGEMAP_SCAN (Linux 6.7), with our own names so that any header works. */
-struct info_pm_scan_arg {
-	uint64_t size;
-	uint64_t flags;
-	uint64_t start;
-	uint64_t end;
-	uint64_t walk_end;
-	uint64_t vec;
-	uint64_t vec_len;
-	uint64_t max_pages;
-	uint64_t category_inverted;
-	uint64_t category_mask;
-	uint64_t category_anyof_mask;
-	uint64_t return_mask;
-};
-
-struct info_page_region {
-	uint64_t start;
-	uint64_t end;
-	uint64_t categories;
-};
-
-#define INFO_PAGEMAP_SCAN _IOWR('f', 16, struct info_pm_scan_arg)
-#define INFO_PAGE_IS_PRESENT (1u << 3)
-
-#ifdef PAGEMAP_SCAN
-_Static_assert(PAGEMAP_SCAN == INFO_PAGEMAP_SCAN, "PAGEMAP_SCAN layout");
 #endif
 
 #define CAP_SYS_PTRACE_BIT 19
@@ -259,60 +223,10 @@ static void info_privileged(void)
 		admin ? "yes" : "no");
 }
 
-/* userfaultfd. */
-
-static int uffd_try(int flags)
-{
-#ifdef SYS_userfaultfd
-	int fd = (int)syscall(SYS_userfaultfd, flags);
-
-	return fd < 0 ? -errno : fd;
-#else
-	return -ENOSYS;
-#endif
-}
-
 /*
- * Open a userfaultfd as an unprivileged program would: user-mode-only
- * first (enough for hetmem, allowed unless the sysctl forbids it), then
- * with kernel faults too. @mode names what worked.
+ * The address-space monitor and hmm_range_fault(): what
+ * hetmem_mm_probe() finds, then what the monitor observes with it.
  */
-static int uffd_open(const char **mode, int *err_user, int *err_all)
-{
-	int fd;
-
-	fd = uffd_try(O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
-	*err_user = fd < 0 ? -fd : 0;
-	if (fd >= 0) {
-		*mode = "user-mode-only";
-		return fd;
-	}
-	fd = uffd_try(O_CLOEXEC | O_NONBLOCK);
-	*err_all = fd < 0 ? -fd : 0;
-	*mode = "kernel and user faults";
-	return fd;
-}
-
-static void info_userfaultfd(int fd, const char *mode, int err_user,
-			     int err_all)
-{
-	long unpriv = read_long("/proc/sys/vm/unprivileged_userfaultfd", -1);
-	const char *dev = access("/dev/userfaultfd", R_OK | W_OK) == 0 ?
-			  "accessible" : errno == ENOENT ? "absent" :
-			  "not accessible";
-
-	const char *priv = has_cap(CAP_SYS_PTRACE_BIT) ? "yes" : "no";
-
-	if (fd >= 0)
-		feature("userfaultfd", true,
-			"%s; vm.unprivileged_userfaultfd=%ld; privileged (CAP_SYS_PTRACE) %s; /dev/userfaultfd %s",
-			mode, unpriv, priv, dev);
-	else
-		feature("userfaultfd", false,
-			"user-mode-only: %s; plain: %s; vm.unprivileged_userfaultfd=%ld; privileged (CAP_SYS_PTRACE) %s; /dev/userfaultfd %s",
-			strerror(err_user), strerror(err_all), unpriv, priv,
-			dev);
-}
 
 struct bit_name {
 	uint64_t bit;
@@ -340,7 +254,11 @@ static const struct bit_name uffd_feature_names[] = {
 	{ 0, NULL },
 };
 
-#define UFFD_FEATURE_MOVE_BIT (1ULL << 16)
+#define UFFD_EV_FORK (1ULL << 1)
+#define UFFD_EV_REMAP (1ULL << 2)
+#define UFFD_EV_REMOVE (1ULL << 3)
+#define UFFD_EV_UNMAP (1ULL << 6)
+#define UFFD_EV_ALL (UFFD_EV_FORK | UFFD_EV_REMAP | UFFD_EV_REMOVE | UFFD_EV_UNMAP)
 
 static void bit_names(const struct bit_name *names, uint64_t mask, char *out,
 		      size_t len)
@@ -354,202 +272,111 @@ static void bit_names(const struct bit_name *names, uint64_t mask, char *out,
 					 used ? " " : "", names->name);
 }
 
-/* UFFDIO_API with features 0: the kernel answers with what it supports. */
-static int uffd_api(int fd, uint64_t *features)
+static const char *yes_no(bool yes)
 {
-	struct uffdio_api api = { .api = UFFD_API, .features = 0 };
-
-	if (ioctl(fd, UFFDIO_API, &api) < 0)
-		return -errno;
-	*features = api.features;
-	return 0;
+	return yes ? "yes" : "no";
 }
 
-static void info_uffd_features(int fd, uint64_t *features)
+static void info_userfaultfd(const struct hetmem_mm_caps *caps)
 {
+	long unpriv = read_long("/proc/sys/vm/unprivileged_userfaultfd", -1);
+	const char *dev = access("/dev/userfaultfd", R_OK | W_OK) == 0 ?
+			  "accessible" : errno == ENOENT ? "absent" :
+			  "not accessible";
+
+	feature("userfaultfd", caps->uffd,
+		"%s; vm.unprivileged_userfaultfd=%ld; CAP_SYS_PTRACE %s; /dev/userfaultfd %s",
+		caps->uffd ? "usable by this process" : caps->reason, unpriv,
+		yes_no(has_cap(CAP_SYS_PTRACE_BIT)), dev);
+}
+
+static void info_uffd_features(const struct hetmem_mm_caps *caps)
+{
+	uint64_t f = caps->uffd_features;
 	char names[512];
-	int ret;
 
-	*features = 0;
-	if (fd < 0) {
+	if (!caps->uffd) {
 		feature("uffd_features", false, "no userfaultfd");
+		feature("uffd_events", false, "no userfaultfd: the monitor cannot run");
 		return;
 	}
-	ret = uffd_api(fd, features);
-	if (ret) {
-		feature("uffd_features", false, "UFFDIO_API: %s",
-			strerror(-ret));
-		return;
-	}
-	bit_names(uffd_feature_names, *features, names, sizeof(names));
-	feature("uffd_features", true, "0x%llx: %s",
-		(unsigned long long)*features, names);
+	bit_names(uffd_feature_names, f, names, sizeof(names));
+	feature("uffd_features", true, "0x%llx: %s", (unsigned long long)f,
+		names);
+	feature("uffd_events", (f & UFFD_EV_ALL) == UFFD_EV_ALL,
+		"unmap %s, remove %s, remap %s, fork %s: the monitor %s",
+		yes_no(f & UFFD_EV_UNMAP), yes_no(f & UFFD_EV_REMOVE),
+		yes_no(f & UFFD_EV_REMAP), yes_no(f & UFFD_EV_FORK),
+		(f & UFFD_EV_ALL) == UFFD_EV_ALL ? "can run" :
+		"cannot run: it needs all four");
+	feature("uffd_wp_async", caps->uffd_wp_async, "%s",
+		caps->uffd_wp_async ? "any mapping type can be watched" :
+		"only mappings that take a write-protect registration can be watched");
+	feature("uffdio_move", caps->uffd_move,
+		"UFFDIO_MOVE: page migration, in a later layer");
 }
 
-/* Range ioctls the kernel offers on a registered anonymous page. */
-static int uffd_range_ioctls(int fd, uint64_t *ioctls)
+static void info_page_tables(const struct hetmem_mm_caps *caps)
 {
-	size_t len = (size_t)getpagesize();
-	struct uffdio_register reg = { .mode = UFFDIO_REGISTER_MODE_MISSING };
-	struct uffdio_range range;
-	void *p = map_scratch(1);
-	int ret = 0;
-
-	if (!p)
-		return -ENOMEM;
-	reg.range.start = (uintptr_t)p;
-	reg.range.len = len;
-	if (ioctl(fd, UFFDIO_REGISTER, &reg) < 0) {
-		ret = -errno;
-	} else {
-		*ioctls = reg.ioctls;
-		range = reg.range;
-		ioctl(fd, UFFDIO_UNREGISTER, &range);
-	}
-	unmap_scratch(p, 1);
-	return ret;
+	feature("pagemap_scan", caps->pagemap_scan, "%s",
+		caps->pagemap_scan ? "hmm_range_fault() snapshots with the PAGEMAP_SCAN ioctl" :
+		"/proc/self/pagemap is read instead (PAGEMAP_SCAN needs Linux 6.7)");
+	feature("procmap_query", caps->procmap_query, "%s",
+		caps->procmap_query ? "mappings are looked up with the PROCMAP_QUERY ioctl" :
+		"/proc/self/maps is parsed instead (PROCMAP_QUERY needs Linux 6.11)");
+	feature("pagemap_pfn", caps->pagemap_pfn, "%s",
+		caps->pagemap_pfn ? "present pages show their PFN" :
+		"PFNs hidden (needs CAP_SYS_ADMIN): without PAGEMAP_SCAN the zero page and huge mappings are not recognised");
+	feature("process_vm", caps->process_vm,
+		"process_vm_readv/writev on self: device copies %s",
+		caps->process_vm ? "fail instead of crashing" : "are not possible");
+	feature("madv_populate", caps->populate,
+		"MADV_POPULATE_READ/WRITE: hmm_range_fault() %s",
+		caps->populate ? "faults pages in with it" : "cannot fault pages in");
 }
 
-static void info_uffdio_move(int fd, uint64_t features)
+/* Which address-space changes reach interval notifiers, and which do not. */
+static void info_invalidations(const struct hetmem_mm_caps *caps)
 {
-	uint64_t ioctls = 0;
-	bool feat = features & UFFD_FEATURE_MOVE_BIT;
-	int ret;
-
-	if (fd < 0) {
-		feature("uffdio_move", false, "no userfaultfd");
-		return;
-	}
-	ret = uffd_range_ioctls(fd, &ioctls);
-	if (ret) {
-		feature("uffdio_move", false, "UFFDIO_REGISTER: %s",
-			strerror(-ret));
-		return;
-	}
-	feature("uffdio_move", feat && (ioctls & (1ULL << _UFFDIO_MOVE)),
-		"feature bit %s; UFFDIO_MOVE %s on registered anonymous memory",
-		feat ? "set" : "clear",
-		ioctls & (1ULL << _UFFDIO_MOVE) ? "offered" : "not offered");
-}
-
-static void info_uffd(void)
-{
-	int fd, err_user = 0, err_all = 0;
-	const char *mode = "";
-	uint64_t features;
-
-	fd = uffd_open(&mode, &err_user, &err_all);
-	info_userfaultfd(fd, mode, err_user, err_all);
-	info_uffd_features(fd, &features);
-	info_uffdio_move(fd, features);
-	if (fd >= 0)
-		close(fd);
-}
-
-/* Page tables: PAGEMAP_SCAN and PFNs in /proc/self/pagemap. */
-
-static int pagemap_scan(int fd, char *p, size_t pages)
-{
-	struct info_page_region regions[4];
-	struct info_pm_scan_arg arg = {
-		.size = sizeof(arg),
-		.start = (uintptr_t)p,
-		.end = (uintptr_t)p + pages * (size_t)getpagesize(),
-		.vec = (uintptr_t)regions,
-		.vec_len = 4,
-		.category_mask = INFO_PAGE_IS_PRESENT,
-		.return_mask = INFO_PAGE_IS_PRESENT,
+	static const struct {
+		const char *name;
+		uint64_t event;		/* 0: never observed */
+		const char *what;
+	} changes[] = {
+		{ "watch_munmap", UFFD_EV_UNMAP, "MMU_NOTIFY_UNMAP, after the change" },
+		{ "watch_madvise", UFFD_EV_REMOVE,
+		  "DONTNEED/FREE/REMOVE: MMU_NOTIFY_CLEAR, before the zap" },
+		{ "watch_mremap", UFFD_EV_REMAP, "the old range: MMU_NOTIFY_UNMAP" },
+		{ "watch_fork", UFFD_EV_FORK,
+		  "every watched range: MMU_NOTIFY_PROTECTION_PAGE" },
+		{ "watch_mprotect", 0, "blind spot, no event: a device access fails instead" },
+		{ "watch_guard_install", 0, "MADV_GUARD_INSTALL: blind spot, no event" },
+		{ "watch_hole_punch", 0, "hole punch of a shared file: blind spot, no event" },
+		{ "watch_brk", 0, "brk growth: blind spot, no event" },
 	};
-	int ret = ioctl(fd, INFO_PAGEMAP_SCAN, &arg);
+	size_t i;
 
-	return ret < 0 ? -errno : ret;
+	for (i = 0; i < sizeof(changes) / sizeof(changes[0]); i++)
+		feature(changes[i].name, caps->uffd &&
+			(caps->uffd_features & changes[i].event),
+			"%s", changes[i].what);
 }
 
-static void info_pagemap_scan(int fd, char *p)
+static void info_mm(void)
 {
-	int ret;
+	struct hetmem_mm_caps caps;
 
-	if (fd < 0 || !p) {
-		feature("pagemap_scan", false, "cannot open /proc/self/pagemap");
+	if (hetmem_mm_probe(&caps)) {
+		feature("userfaultfd", false, "hetmem_mm_probe() failed");
 		return;
 	}
-	ret = pagemap_scan(fd, p, 4);
-	if (ret < 0)
-		feature("pagemap_scan", false, "%s%s", strerror(-ret),
-			ret == -ENOTTY || ret == -EINVAL ?
-			": needs Linux 6.7" : "");
-	else
-		feature("pagemap_scan", ret == 2,
-			"%d present region(s) reported for pages 0 and 2 of 4",
-			ret);
+	info_userfaultfd(&caps);
+	info_uffd_features(&caps);
+	info_page_tables(&caps);
+	info_invalidations(&caps);
 }
 
-static void info_pagemap_pfn(int fd, char *p)
-{
-	size_t page = (size_t)getpagesize();
-	uint64_t entry = 0;
-	off_t off;
-
-	if (fd < 0 || !p) {
-		feature("pagemap_pfn", false, "cannot open /proc/self/pagemap");
-		return;
-	}
-	off = (off_t)((uintptr_t)p / page * sizeof(entry));
-	if (pread(fd, &entry, sizeof(entry), off) != sizeof(entry)) {
-		feature("pagemap_pfn", false, "read: %s", strerror(errno));
-		return;
-	}
-	if (!(entry >> 63))
-		feature("pagemap_pfn", false, "touched page not reported present");
-	else if (!(entry & ((1ULL << 55) - 1)))
-		feature("pagemap_pfn", false,
-			"present, PFN hidden: needs CAP_SYS_ADMIN");
-	else
-		feature("pagemap_pfn", true, "present pages show their PFN");
-}
-
-static void info_pagemap(void)
-{
-	char *p = map_scratch(4);
-	size_t page = (size_t)getpagesize();
-	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-
-	if (p) {
-		p[0] = 1;
-		p[2 * page] = 1;
-	}
-	info_pagemap_scan(fd, p);
-	info_pagemap_pfn(fd, p);
-	if (fd >= 0)
-		close(fd);
-	unmap_scratch(p, 4);
-}
-
-/* madvise and mremap. */
-
-static const char *madv_result(void *p, size_t len, int advice)
-{
-	if (madvise(p, len, advice) == 0)
-		return "ok";
-	return strerror(errno);
-}
-
-static void info_madv_populate(void)
-{
-	size_t len = 4 * (size_t)getpagesize();
-	const char *rd, *wr;
-	void *p = map_scratch(4);
-
-	if (!p) {
-		feature("madv_populate", false, "mmap failed");
-		return;
-	}
-	rd = madv_result(p, len, MADV_POPULATE_READ);
-	wr = madv_result(p, len, MADV_POPULATE_WRITE);
-	feature("madv_populate", !strcmp(rd, "ok") && !strcmp(wr, "ok"),
-		"MADV_POPULATE_READ: %s; MADV_POPULATE_WRITE: %s", rd, wr);
-	unmap_scratch(p, 4);
-}
+/* mremap. */
 
 static void info_mremap_dontunmap(void)
 {
@@ -793,9 +620,7 @@ int cmd_info(int argc, char **argv)
 	}
 	info_library();
 	info_privileged();
-	info_uffd();
-	info_pagemap();
-	info_madv_populate();
+	info_mm();
 	info_mremap_dontunmap();
 	info_thp();
 	info_hugetlb();

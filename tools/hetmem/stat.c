@@ -47,8 +47,28 @@
  *    CAP_SYS_PTRACE); the others are counted. Processes and descriptors
  *    that vanish during the scan are skipped silently.
  *
+ * 3. Mirrors of this process, between the two: the counters of its
+ *    address space (hetmem_mm_get_stats(): address-space events by type,
+ *    invalidations, notifier callbacks, interval notifiers, bytes
+ *    registered with the userfaultfd, hmm_range_fault() calls, events
+ *    read by the rescue reader, whether the monitor thread runs), then one
+ *    line per dmirror device (hetmem_dmirror_get_stats(); absent devices
+ *    say so)::
+ *
+ *	Mirrors of this process (pid 4242): monitor running, 1 notifier(s), 16384 bytes watched
+ *	  events: unmap 1, remove 0, remap 0, fork 0, other 0
+ *	  invalidations 1, callbacks 1, range faults 1, rescued reads 0
+ *	dmirror	mirrors	pages	table	invals	faults	reads	writes	snapshots
+ *	0	1	2	4096	1	1	1	0	0
+ *	2	absent
+ *
+ *    Interval notifiers and device page tables live in the process that
+ *    created them, so there is no system-wide view of mirrors; "--demo"
+ *    mirrors four pages of its own and unmaps two of them first.
+ *
  * The format is for people and is not ABI. Exit status: 0, or 1 when
- * "--demo" found its own buffers missing from either view.
+ * "--demo" found its own buffers missing from either view or its mirror
+ * missing from the counters.
  */
 #include <ctype.h>
 #include <dirent.h>
@@ -59,12 +79,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <hetmem/buf/dma-buf.h>
+#include <hetmem/dev/dmirror.h>
 #include <hetmem/fence/dma-fence.h>
 #include <hetmem/fence/sw_sync.h>
+#include <hetmem/mm/mm.h>
 #include <hetmem/resv/dma-resv.h>
 
 #include "hetmem.h"
@@ -117,6 +140,80 @@ unsigned long stat_print_process(FILE *f)
 	}
 	hetmem_dma_buf_describe_all(f);
 	return (unsigned long)st.count;
+}
+
+/* Mirrors: the address space's counters, then the dmirror devices. */
+
+static void stat_print_mm(FILE *f)
+{
+	struct mm_struct *mm = hetmem_current_mm();
+	struct hetmem_mm_stats ms;
+	int ret;
+
+	ret = mm ? hetmem_mm_get_stats(mm, &ms) : -EOPNOTSUPP;
+	if (ret) {
+		fprintf(f, "\nMirrors of this process (pid %d): no address space "
+			"object: %s\n", (int)getpid(), strerror(-ret));
+		return;
+	}
+	fprintf(f, "\nMirrors of this process (pid %d): monitor %s, "
+		"%llu notifier(s), %llu bytes watched\n", (int)getpid(),
+		ms.monitor_running ? "running" : "not running",
+		(unsigned long long)ms.notifiers,
+		(unsigned long long)ms.watched_bytes);
+	fprintf(f, "  events: unmap %llu, remove %llu, remap %llu, fork %llu, other %llu\n",
+		(unsigned long long)ms.events[HETMEM_MM_EV_UNMAP],
+		(unsigned long long)ms.events[HETMEM_MM_EV_REMOVE],
+		(unsigned long long)ms.events[HETMEM_MM_EV_REMAP],
+		(unsigned long long)ms.events[HETMEM_MM_EV_FORK],
+		(unsigned long long)ms.events[HETMEM_MM_EV_OTHER]);
+	fprintf(f, "  invalidations %llu, callbacks %llu, range faults %llu, "
+		"rescued reads %llu\n", (unsigned long long)ms.invalidations,
+		(unsigned long long)ms.callbacks,
+		(unsigned long long)ms.range_faults,
+		(unsigned long long)ms.rescued_reads);
+}
+
+static void stat_print_dmirror(FILE *f, unsigned int minor)
+{
+	struct hetmem_dmirror_stats ds;
+	int ret = hetmem_dmirror_get_stats(minor, &ds);
+
+	if (ret == -ENODEV) {
+		fprintf(f, "%u\tabsent\n", minor);
+		return;
+	}
+	if (ret) {
+		fprintf(f, "%u\terror: %s\n", minor, strerror(-ret));
+		return;
+	}
+	fprintf(f, "%u\t%llu\t%llu\t%llu\t%llu\t%llu\t%llu\t%llu\t%llu\n",
+		minor, (unsigned long long)ds.mirrors,
+		(unsigned long long)ds.mirrored_pages,
+		(unsigned long long)ds.table_bytes,
+		(unsigned long long)ds.invalidations,
+		(unsigned long long)ds.fault_rounds,
+		(unsigned long long)ds.reads, (unsigned long long)ds.writes,
+		(unsigned long long)ds.snapshots);
+}
+
+/**
+ * stat_print_mirrors() - this process's mirroring counters
+ * @f: the stream
+ *
+ * Context: May sleep.
+ * Return: nothing.
+ */
+void stat_print_mirrors(FILE *f)
+{
+	unsigned int minor;
+
+	stat_print_mm(f);
+	fprintf(f, "dmirror\tmirrors\tpages\ttable\tinvals\tfaults\treads\twrites\tsnapshots\n");
+	for (minor = 0; minor < HETMEM_DMIRROR_NDEVICES; minor++)
+		stat_print_dmirror(f, minor);
+	fprintf(f, "  no system-wide view: mirrors live in the process that "
+		"opened them and /proc does not show them\n");
 }
 
 /* Classify a /proc fd link: 1 hetmem memfd, 2 kernel dma-buf, 0 other. */
@@ -416,6 +513,9 @@ struct stat_demo {
 	struct dma_buf_attachment *att[3];
 	struct sync_timeline *timeline;
 	int cookie;
+	struct dmirror *mirror;
+	char *pages;
+	char *bounce;
 };
 
 static struct dma_buf *stat_demo_export(struct stat_demo *d, size_t size,
@@ -494,21 +594,95 @@ static void stat_demo_teardown(struct stat_demo *d)
 			dma_buf_put(d->buf[i]);
 }
 
+/*
+ * The --demo mirror: four pages read by dmirror 0, then the last two
+ * unmapped, so that the counters show a mirror, a fault and an
+ * invalidation. 1 if it runs, 0 without userfaultfd, -errno on failure.
+ */
+static int stat_demo_mirror(struct stat_demo *d)
+{
+	size_t len = 4 * HETMEM_PAGE_SIZE;
+	struct hmm_dmirror_cmd cmd;
+	char *p;
+	int ret;
+
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+		 -1, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	memset(p, 0x5a, len);
+	d->pages = p;
+	d->bounce = malloc(len);
+	if (!d->bounce)
+		return -ENOMEM;
+	ret = hetmem_dmirror_open(0, &d->mirror);
+	if (ret == -EOPNOTSUPP) {
+		d->mirror = NULL;
+		return 0;
+	}
+	if (ret)
+		return ret;
+	memset(&cmd, 0, sizeof(cmd));
+	cmd.addr = (uintptr_t)p;
+	cmd.ptr = (uintptr_t)d->bounce;
+	cmd.npages = 4;
+	ret = hetmem_dmirror_cmd(d->mirror, HMM_DMIRROR_READ, &cmd);
+	if (ret)
+		return ret;
+	if (munmap(p + len / 2, len / 2))
+		return -errno;
+	ret = hetmem_mm_sync(hetmem_current_mm(), 2000);
+	return ret ? ret : 1;
+}
+
+/* Does the device show the demo's mirror and its invalidation? */
+static int stat_demo_mirror_seen(void)
+{
+	struct hetmem_dmirror_stats ds;
+	int ret = hetmem_dmirror_get_stats(0, &ds);
+
+	if (ret)
+		return ret;
+	return ds.mirrors >= 1 && ds.reads >= 1 && ds.invalidations >= 1 ?
+	       0 : -ENOENT;
+}
+
+static void stat_demo_mirror_teardown(struct stat_demo *d)
+{
+	if (d->mirror)
+		hetmem_dmirror_close(d->mirror);
+	if (d->pages)
+		munmap(d->pages, 2 * HETMEM_PAGE_SIZE);
+	free(d->bounce);
+}
+
 static int stat_demo(void)
 {
 	struct stat_demo d;
-	int ret;
+	int ret, mirror;
 
 	memset(&d, 0, sizeof(d));
 	ret = stat_demo_setup(&d);
-	if (ret) {
-		fprintf(stderr, "hetmem stat: demo setup: %s\n", strerror(-ret));
+	mirror = ret ? 0 : stat_demo_mirror(&d);
+	if (ret || mirror < 0) {
+		fprintf(stderr, "hetmem stat: demo setup: %s\n",
+			strerror(ret ? -ret : -mirror));
+		ret = ret ? ret : mirror;
 	} else if (stat_print_process(stdout) != 2) {
 		fprintf(stderr, "hetmem stat: the demo buffers are not listed\n");
 		ret = -ENOENT;
 	} else {
-		ret = stat_system(stdout, d.buf, 2);
+		stat_print_mirrors(stdout);
+		if (!mirror)
+			printf("  (no mirror: userfaultfd is not usable here, see \"hetmem info\")\n");
+		else if (stat_demo_mirror_seen()) {
+			fprintf(stderr, "hetmem stat: the demo mirror is not counted\n");
+			ret = -ENOENT;
+		}
+		if (!ret)
+			ret = stat_system(stdout, d.buf, 2);
 	}
+	stat_demo_mirror_teardown(&d);
 	stat_demo_teardown(&d);
 	return ret;
 }
@@ -534,5 +708,6 @@ int cmd_stat(int argc, char **argv)
 	if (demo)
 		return stat_demo() ? HETMEM_EXIT_FAIL : HETMEM_EXIT_OK;
 	stat_print_process(stdout);
+	stat_print_mirrors(stdout);
 	return stat_system(stdout, NULL, 0) ? HETMEM_EXIT_FAIL : HETMEM_EXIT_OK;
 }

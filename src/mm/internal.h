@@ -1,0 +1,132 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hetmem - private interfaces of the mm layer.
+ */
+#ifndef HETMEM_SRC_MM_INTERNAL_H
+#define HETMEM_SRC_MM_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include <hetmem/core/interval_tree.h>
+#include <hetmem/core/rwsem.h>
+#include <hetmem/core/spinlock.h>
+#include <hetmem/mm/hmm.h>
+#include <hetmem/mm/mm.h>
+#include <hetmem/mm/mmu_notifier.h>
+
+#include "core/internal.h"
+
+struct hetmem_mm_monitor;
+
+/*
+ * One process address space. The notifier fields follow the kernel's
+ * mmu_notifier_subscriptions: invalidate_seq is even when no invalidation
+ * that touches a notifier is running; active counts running invalidations.
+ */
+struct mm_struct {
+	uint32_t users;			/* mmget / mmput */
+	uint32_t count;			/* mmgrab / mmdrop */
+	pid_t pid;			/* the process this mm is */
+	struct hetmem_rw_semaphore mmap_lock;
+
+	hetmem_spinlock_t lock;		/* the fields below */
+	unsigned long invalidate_seq;
+	unsigned long active_invalidate_ranges;
+	struct hetmem_rb_root_cached itree;
+	struct mmu_interval_notifier *deferred_list;
+	uint32_t epoch;			/* futex: bumped when an epoch ends */
+	uint32_t epoch_waiters;
+	uint64_t nr_notifiers;
+
+	struct hetmem_mutex mon_lock;	/* starting / stopping the monitor */
+	struct hetmem_mm_monitor *mon;	/* created with the first notifier */
+	struct hetmem_mm_stats stats;	/* updated with __atomic ops */
+	struct hetmem_lockdep_map inv_map;	/* "an invalidation runs" */
+};
+
+/* monitor.c */
+int hetmem_mm_monitor_start(struct mm_struct *mm);
+void hetmem_mm_monitor_stop(struct mm_struct *mm);
+void hetmem_mm_unwatch_all(struct mm_struct *mm);
+int hetmem_uffd_create(uint64_t want, uint64_t *features, char *reason,
+		       size_t reason_len);
+
+/* mmu_notifier.c: the teardown invalidation of every notifier. */
+void hetmem_mm_release_notifiers(struct mm_struct *mm);
+
+/* Mapping flags of struct hetmem_vma. */
+#define HETMEM_VMA_READ		0x01u
+#define HETMEM_VMA_WRITE	0x02u
+#define HETMEM_VMA_EXEC		0x04u
+#define HETMEM_VMA_SHARED	0x08u
+#define HETMEM_VMA_FILE		0x10u	/* backed by a file (incl. memfd) */
+#define HETMEM_VMA_HUGETLB	0x20u	/* vma_page_size > 4 KiB */
+#define HETMEM_VMA_SPECIAL	0x40u	/* [vvar], [vdso], [vsyscall], ... */
+
+/* One mapping, as PROCMAP_QUERY or /proc/self/maps describes it. */
+struct hetmem_vma {
+	unsigned long start;
+	unsigned long end;
+	unsigned int flags;
+	unsigned long page_size;
+};
+
+/* Per-page categories of a snapshot (PAGEMAP_SCAN's PAGE_IS_* values). */
+#define HETMEM_PG_WPALLOWED	(1u << 0)
+#define HETMEM_PG_WRITTEN	(1u << 1)
+#define HETMEM_PG_FILE		(1u << 2)
+#define HETMEM_PG_PRESENT	(1u << 3)
+#define HETMEM_PG_SWAPPED	(1u << 4)
+#define HETMEM_PG_PFNZERO	(1u << 5)
+#define HETMEM_PG_HUGE		(1u << 6)
+#define HETMEM_PG_SOFT_DIRTY	(1u << 7)
+#define HETMEM_PG_GUARD		(1u << 8)
+
+/* This process's pid, cached (reset in a forked child). */
+pid_t hetmem_mm_getpid(void);
+
+/* True when @mm is live and is the address space of the calling process. */
+bool hetmem_mm_is_current(struct mm_struct *mm);
+
+/*
+ * Make sure the monitor watches [start, end), which lies inside one
+ * mapping described by @vma. Returns 0 when it is watched (now or
+ * already), -EOPNOTSUPP when the kernel refuses to watch this kind of
+ * mapping (the range must then be treated as unusable by devices), or
+ * another negative errno.
+ */
+int hetmem_mm_watch_range(struct mm_struct *mm, const struct hetmem_vma *vma,
+			  unsigned long start, unsigned long end);
+
+/*
+ * Wait until every address-space event queued before the call has been
+ * delivered to the notifiers. -ETIMEDOUT at @deadline (absolute
+ * CLOCK_MONOTONIC ns, negative for none), -EDEADLK on the monitor thread.
+ */
+int hetmem_mm_sync_events(struct mm_struct *mm, int64_t deadline);
+
+/* True on the monitor thread (callbacks run there). */
+bool hetmem_mm_in_monitor(void);
+
+/* The covering-or-next mapping at or above @addr; -ENOENT when none. */
+int hetmem_vma_find(struct mm_struct *mm, unsigned long addr,
+		    struct hetmem_vma *vma);
+
+/*
+ * Categories (HETMEM_PG_*) of every page of [start, end) into cats[];
+ * pages outside any mapping get 0. -errno on failure.
+ */
+int hetmem_pagemap_snapshot(struct mm_struct *mm, unsigned long start,
+			    unsigned long end, uint16_t *cats);
+
+/* Feature probes shared by hetmem_mm_probe() and the walkers. */
+bool hetmem_have_pagemap_scan(void);
+bool hetmem_have_procmap_query(void);
+
+#define hetmem_mm_stat_inc(mm, field) \
+	__atomic_fetch_add(&(mm)->stats.field, 1, __ATOMIC_RELAXED)
+
+#endif /* HETMEM_SRC_MM_INTERNAL_H */

@@ -1,0 +1,803 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hetmem - the address-space monitor: one userfaultfd per process, the
+ * thread that reads its events and turns them into invalidations, and the
+ * bookkeeping of which ranges are registered.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <linux/userfaultfd.h>
+
+#include "mm/internal.h"
+
+/**
+ * DOC: The monitor thread
+ *
+ * The kernel calls mmu notifiers from inside munmap() and friends; a
+ * userspace library can only learn about those calls afterwards. hetmem
+ * opens one userfaultfd per process with the non-cooperative events
+ * (UNMAP, REMOVE, REMAP, FORK), registers watched ranges in write-protect
+ * mode (which adds nothing to ordinary page faults: no page is ever
+ * write-protected), and runs a thread that reads the events and calls
+ * mmu_notifier_invalidate_range_start()/_end() for each:
+ *
+ *  - UNMAP (munmap, mremap shrink, MAP_FIXED over a mapping, brk shrink)
+ *    -> MMU_NOTIFY_UNMAP over the range the application passed;
+ *  - REMOVE (MADV_DONTNEED, MADV_FREE, MADV_REMOVE) -> MMU_NOTIFY_CLEAR;
+ *  - REMAP (mremap that moves) -> MMU_NOTIFY_UNMAP of the old range: the
+ *    translations a device holds for it are dead, and the new range is
+ *    faulted afresh;
+ *  - FORK -> MMU_NOTIFY_PROTECTION_PAGE over every watched private range,
+ *    because fork write-protects private memory for copy-on-write. The
+ *    child's copy of the userfaultfd is closed, which unregisters the
+ *    child's ranges; a child that uses hetmem watches its own.
+ *
+ * The application thread that caused an event sleeps in the kernel until
+ * the monitor reads it. Any thread that reads the userfaultfd must
+ * therefore never cause an event itself, or it waits for itself: the
+ * monitor allocates nothing while it runs (its bookkeeping nodes come from
+ * its own mmap-ed slabs, never freed), and hetmem's own operations on
+ * watched ranges (populating, reading pagemap) raise no events.
+ *
+ * Callbacks are driver code and may break that rule, for instance by
+ * freeing memory that glibc then trims with madvise() inside a watched
+ * heap. A rescue thread wakes every HETMEM_MM_RESCUE_MS; if the monitor
+ * has been inside one callback since its previous look and events are
+ * waiting, it reads them into a queue (releasing the stuck caller), warns
+ * once, and the monitor delivers them, in order, when it gets back.
+ */
+
+/**
+ * DOC: Which ranges are registered
+ *
+ * A range is registered with the userfaultfd (a whole mapping at a time,
+ * so that registration never splits mappings) the first time
+ * hmm_range_fault() walks it, and the registration is recorded as a
+ * segment in an interval tree of disjoint segments, each with the
+ * registration mode. UNMAP events delete segments, REMAP events copy them
+ * to the new place (the kernel moves the registration with the mapping),
+ * and removing the last notifier unregisters everything. A mapping is only
+ * recorded if it is still the same mapping after registering: a munmap
+ * racing with the registration must not leave a record for a hole that a
+ * later mmap would fill unregistered. The mode field is there for the
+ * migration layer, which adds missing-page registration to the
+ * write-protect mode of a range.
+ */
+
+#define UFFD_WANT (UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_EVENT_REMOVE | \
+		   UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_EVENT_FORK)
+#define UFFD_FEAT_WP_HUGETLBFS_SHMEM (1ULL << 12)
+#define UFFD_FEAT_WP_ASYNC (1ULL << 15)
+#define UFFD_FEAT_MOVE (1ULL << 16)
+#define UFFD_OPTIONAL (UFFD_FEAT_WP_HUGETLBFS_SHMEM | UFFD_FEAT_WP_ASYNC | \
+		       UFFD_FEAT_MOVE)
+#define USER_MODE_ONLY 1
+
+#define MSG_BATCH 32
+#define RESCUE_QUEUE 256
+#define SEG_SLAB_BYTES (64 * 1024)
+#define FORK_BATCH 32
+
+struct watch_seg {
+	struct hetmem_interval_tree_node node;
+	unsigned int mode;		/* UFFDIO_REGISTER_MODE_* */
+	struct watch_seg *next_free;
+};
+
+struct seg_slab {
+	struct seg_slab *next;
+};
+
+struct hetmem_mm_monitor {
+	struct mm_struct *mm;
+	int uffd;
+	int wake_fd;
+	uint64_t features;
+	pthread_t thread;
+	pthread_t rescuer;
+	uint32_t stop;			/* futex: set to stop both threads */
+
+	uint32_t cycle_started;		/* read cycles begun */
+	uint32_t cycle_done;		/* futex: read cycles delivered */
+	uint32_t done_waiters;
+
+	uint32_t dispatching;		/* inside a callback round */
+	uint32_t dispatch_seq;		/* callback rounds begun */
+	pthread_mutex_t rescue_lock;
+	struct uffd_msg rescued[RESCUE_QUEUE];
+	unsigned int nrescued;
+	bool rescue_warned;
+
+	struct hetmem_mutex reg_lock;	/* the segment tree and pool */
+	struct hetmem_rb_root_cached segs;
+	struct watch_seg *free_segs;
+	struct seg_slab *slabs;
+};
+
+static __thread bool on_monitor;
+
+bool hetmem_mm_in_monitor(void)
+{
+	return on_monitor;
+}
+
+/* ---- userfaultfd ---- */
+
+static int uffd_open_fd(char *reason, size_t len)
+{
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+
+	if (fd < 0 && errno == EPERM)
+		fd = (int)syscall(SYS_userfaultfd,
+				  O_CLOEXEC | O_NONBLOCK | USER_MODE_ONLY);
+	if (fd < 0 && (errno == EPERM || errno == ENOSYS)) {
+		int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+
+		if (dev >= 0) {
+			fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+			close(dev);
+		}
+	}
+	if (fd < 0) {
+		int err = errno;
+
+		snprintf(reason, len, "%s", err == ENOSYS ?
+			 "kernel built without userfaultfd" :
+			 err == EPERM ? "userfaultfd denied (vm.unprivileged_userfaultfd=0 "
+			 "and no access to /dev/userfaultfd)" : strerror(err));
+		return err == ENOSYS ? -EOPNOTSUPP : -err;
+	}
+	return fd;
+}
+
+/*
+ * Open a userfaultfd with the features in @want (0: just learn what is
+ * offered). Returns the descriptor or -errno with @reason filled.
+ */
+int hetmem_uffd_create(uint64_t want, uint64_t *features, char *reason,
+		       size_t reason_len)
+{
+	struct uffdio_api api = { .api = UFFD_API, .features = want };
+	int fd = uffd_open_fd(reason, reason_len);
+
+	if (fd < 0)
+		return fd;
+	if (ioctl(fd, UFFDIO_API, &api)) {
+		snprintf(reason, reason_len, "UFFDIO_API refused features %#llx",
+			 (unsigned long long)want);
+		close(fd);
+		return -EOPNOTSUPP;
+	}
+	*features = api.features;
+	return fd;
+}
+
+static int uffd_open_monitor(uint64_t *features)
+{
+	char reason[128];
+	uint64_t offered = 0;
+	int fd = hetmem_uffd_create(0, &offered, reason, sizeof(reason));
+
+	if (fd < 0)
+		return fd;
+	close(fd);
+	if ((offered & UFFD_WANT) != UFFD_WANT)
+		return -EOPNOTSUPP;
+	return hetmem_uffd_create(UFFD_WANT | (offered & UFFD_OPTIONAL),
+				  features, reason, sizeof(reason));
+}
+
+/* ---- segment bookkeeping ---- */
+
+static struct watch_seg *seg_of(struct hetmem_interval_tree_node *node)
+{
+	return hetmem_container_of(node, struct watch_seg, node);
+}
+
+static bool seg_grow_pool(struct hetmem_mm_monitor *mon)
+{
+	struct seg_slab *slab = mmap(NULL, SEG_SLAB_BYTES, PROT_READ | PROT_WRITE,
+				     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct watch_seg *seg;
+	size_t i, n;
+
+	if (slab == MAP_FAILED)
+		return false;
+	slab->next = mon->slabs;
+	mon->slabs = slab;
+	seg = (struct watch_seg *)(slab + 1);
+	n = (SEG_SLAB_BYTES - sizeof(*slab)) / sizeof(*seg);
+	for (i = 0; i < n; i++) {
+		seg[i].next_free = mon->free_segs;
+		mon->free_segs = &seg[i];
+	}
+	return true;
+}
+
+static struct watch_seg *seg_alloc(struct hetmem_mm_monitor *mon)
+{
+	struct watch_seg *seg;
+
+	if (!mon->free_segs && !seg_grow_pool(mon))
+		return NULL;
+	seg = mon->free_segs;
+	mon->free_segs = seg->next_free;
+	return seg;
+}
+
+static void seg_free(struct hetmem_mm_monitor *mon, struct watch_seg *seg)
+{
+	hetmem_interval_tree_remove(&seg->node, &mon->segs);
+	seg->next_free = mon->free_segs;
+	mon->free_segs = seg;
+}
+
+/* Is [start, end) covered by segments registered with at least @mode? */
+static bool seg_covered(struct hetmem_mm_monitor *mon, unsigned long start,
+			unsigned long end, unsigned int mode)
+{
+	struct hetmem_interval_tree_node *n;
+	unsigned long cursor = start;
+
+	n = hetmem_interval_tree_iter_first(&mon->segs, start, end - 1);
+	for (; n; n = hetmem_interval_tree_iter_next(n, start, end - 1)) {
+		if (n->start > cursor || (seg_of(n)->mode & mode) != mode)
+			return false;
+		if (n->last >= end - 1)
+			return true;
+		cursor = n->last + 1;
+	}
+	return false;
+}
+
+/*
+ * Forget [start, end); keeps the parts of segments outside it. Each round
+ * takes one overlapping segment out of the overlap, so looking the first
+ * one up again is both safe while the tree changes and finite.
+ */
+static void seg_del(struct hetmem_mm_monitor *mon, unsigned long start,
+		    unsigned long end)
+{
+	struct hetmem_interval_tree_node *n;
+
+	while ((n = hetmem_interval_tree_iter_first(&mon->segs, start, end - 1))) {
+		struct watch_seg *seg = seg_of(n), *tail;
+
+		if (n->last >= end && (tail = seg_alloc(mon))) {
+			tail->node.start = end;
+			tail->node.last = n->last;
+			tail->mode = seg->mode;
+			hetmem_interval_tree_insert(&tail->node, &mon->segs);
+		}
+		if (n->start < start) {
+			hetmem_interval_tree_remove(n, &mon->segs);
+			n->last = start - 1;
+			hetmem_interval_tree_insert(n, &mon->segs);
+		} else {
+			seg_free(mon, seg);
+		}
+	}
+}
+
+/* Record [start, end) as registered with @mode, replacing what was there. */
+static bool seg_add(struct hetmem_mm_monitor *mon, unsigned long start,
+		    unsigned long end, unsigned int mode)
+{
+	struct watch_seg *seg;
+
+	seg_del(mon, start, end);
+	seg = seg_alloc(mon);
+	if (!seg)
+		return false;
+	seg->node.start = start;
+	seg->node.last = end - 1;
+	seg->mode = mode;
+	hetmem_interval_tree_insert(&seg->node, &mon->segs);
+	return true;
+}
+
+/* mremap moved [from, from + len) to @to: so did its registration. */
+static void seg_move(struct hetmem_mm_monitor *mon, unsigned long from,
+		     unsigned long to, unsigned long len)
+{
+	struct hetmem_interval_tree_node *n;
+	unsigned long s[FORK_BATCH], e[FORK_BATCH], m[FORK_BATCH];
+	unsigned int i, k = 0;
+
+	n = hetmem_interval_tree_iter_first(&mon->segs, from, from + len - 1);
+	for (; n && k < FORK_BATCH;
+	     n = hetmem_interval_tree_iter_next(n, from, from + len - 1)) {
+		s[k] = (n->start > from ? n->start : from) - from + to;
+		e[k] = (n->last < from + len - 1 ? n->last + 1 : from + len) - from + to;
+		m[k++] = seg_of(n)->mode;
+	}
+	for (i = 0; i < k; i++)
+		seg_add(mon, s[i], e[i], (unsigned int)m[i]);
+}
+
+static int uffd_register(struct hetmem_mm_monitor *mon, unsigned long start,
+			 unsigned long end, unsigned int mode)
+{
+	struct uffdio_register reg = {
+		.range = { .start = start, .len = end - start },
+		.mode = mode,
+	};
+	int64_t deadline = hetmem_ktime_get() + 1000LL * 1000 * 1000;
+
+	/*
+	 * EBUSY right after fork: the parent's monitor has not yet closed
+	 * the userfaultfd copy that still claims our mappings.
+	 */
+	while (ioctl(mon->uffd, UFFDIO_REGISTER, &reg)) {
+		if (errno != EBUSY || hetmem_ktime_get() > deadline)
+			return -errno;
+		usleep(1000);
+	}
+	return 0;
+}
+
+static bool same_vma(struct mm_struct *mm, const struct hetmem_vma *vma)
+{
+	struct hetmem_vma now;
+
+	return hetmem_vma_find(mm, vma->start, &now) == 0 &&
+	       now.start <= vma->start && now.end >= vma->end;
+}
+
+int hetmem_mm_watch_range(struct mm_struct *mm, const struct hetmem_vma *vma,
+			  unsigned long start, unsigned long end)
+{
+	struct hetmem_mm_monitor *mon = __atomic_load_n(&mm->mon, __ATOMIC_ACQUIRE);
+	unsigned int mode = UFFDIO_REGISTER_MODE_WP;
+	int ret = 0;
+
+	if (!mon)
+		return -EOPNOTSUPP;
+	hetmem_mutex_lock(&mon->reg_lock);
+	if (seg_covered(mon, start, end, mode))
+		goto out_unlock;
+	ret = uffd_register(mon, vma->start, vma->end, mode);
+	if (ret == -EINVAL || ret == -EBUSY || ret == -EPERM)
+		ret = -EOPNOTSUPP;	/* a kind of mapping we cannot watch */
+	if (ret)
+		goto out_unlock;
+	if (same_vma(mm, vma) && !seg_add(mon, vma->start, vma->end, mode))
+		ret = -ENOMEM;
+	if (!ret)
+		__atomic_fetch_add(&mm->stats.watched_bytes, vma->end - vma->start,
+				   __ATOMIC_RELAXED);
+out_unlock:
+	hetmem_mutex_unlock(&mon->reg_lock);
+	return ret;
+}
+
+void hetmem_mm_unwatch_all(struct mm_struct *mm)
+{
+	struct hetmem_mm_monitor *mon = __atomic_load_n(&mm->mon, __ATOMIC_ACQUIRE);
+	struct hetmem_interval_tree_node *n;
+	uint64_t notifiers;
+
+	if (!mon)
+		return;
+	hetmem_mutex_lock(&mon->reg_lock);
+	hetmem_spin_lock(&mm->lock);
+	notifiers = mm->nr_notifiers;
+	hetmem_spin_unlock(&mm->lock);
+	while (!notifiers && (n = hetmem_interval_tree_iter_first(&mon->segs, 0,
+								 ULONG_MAX))) {
+		struct uffdio_range r = { n->start, n->last - n->start + 1 };
+
+		ioctl(mon->uffd, UFFDIO_UNREGISTER, &r);	/* gone is fine */
+		seg_free(mon, seg_of(n));
+	}
+	if (!notifiers)
+		__atomic_store_n(&mm->stats.watched_bytes, 0, __ATOMIC_RELAXED);
+	hetmem_mutex_unlock(&mon->reg_lock);
+}
+
+/* ---- events ---- */
+
+static void invalidate(struct hetmem_mm_monitor *mon,
+		       enum mmu_notifier_event event,
+		       unsigned long start, unsigned long end)
+{
+	struct mmu_notifier_range range;
+
+	if (end <= start)
+		return;
+	mmu_notifier_range_init(&range, event, 0, mon->mm, start, end);
+	__atomic_fetch_add(&mon->dispatch_seq, 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&mon->dispatching, 1, __ATOMIC_RELEASE);
+	mmu_notifier_invalidate_range_start(&range);
+	mmu_notifier_invalidate_range_end(&range);
+	__atomic_store_n(&mon->dispatching, 0, __ATOMIC_RELEASE);
+}
+
+/* Collect up to FORK_BATCH watched segments at or after @from. */
+static unsigned int fork_collect(struct hetmem_mm_monitor *mon, unsigned long from,
+				 unsigned long *s, unsigned long *e)
+{
+	struct hetmem_interval_tree_node *n;
+	unsigned int k = 0;
+
+	hetmem_mutex_lock(&mon->reg_lock);
+	n = hetmem_interval_tree_iter_first(&mon->segs, from, ULONG_MAX);
+	for (; n && k < FORK_BATCH; n = hetmem_interval_tree_iter_next(n, from, ULONG_MAX)) {
+		s[k] = n->start;
+		e[k++] = n->last + 1;
+	}
+	hetmem_mutex_unlock(&mon->reg_lock);
+	return k;
+}
+
+static bool range_is_shared(struct mm_struct *mm, unsigned long start,
+			    unsigned long end)
+{
+	struct hetmem_vma vma;
+
+	return hetmem_vma_find(mm, start, &vma) == 0 && vma.start <= start &&
+	       vma.end >= end && (vma.flags & HETMEM_VMA_SHARED);
+}
+
+/* fork write-protected every private range for copy-on-write. */
+static void handle_fork(struct hetmem_mm_monitor *mon, int child_uffd)
+{
+	unsigned long s[FORK_BATCH], e[FORK_BATCH], from = 0;
+	unsigned int i, k;
+
+	close(child_uffd);
+	do {
+		k = fork_collect(mon, from, s, e);
+		for (i = 0; i < k; i++)
+			if (!range_is_shared(mon->mm, s[i], e[i]))
+				invalidate(mon, MMU_NOTIFY_PROTECTION_PAGE, s[i], e[i]);
+		from = k ? e[k - 1] : 0;
+	} while (k == FORK_BATCH && from);
+}
+
+static void handle_unmap(struct hetmem_mm_monitor *mon, unsigned long start,
+			 unsigned long end)
+{
+	hetmem_mutex_lock(&mon->reg_lock);
+	seg_del(mon, start, end);
+	hetmem_mutex_unlock(&mon->reg_lock);
+	invalidate(mon, MMU_NOTIFY_UNMAP, start, end);
+}
+
+static void handle_remap(struct hetmem_mm_monitor *mon, unsigned long from,
+			 unsigned long to, unsigned long len)
+{
+	hetmem_mutex_lock(&mon->reg_lock);
+	seg_move(mon, from, to, len);
+	hetmem_mutex_unlock(&mon->reg_lock);
+	invalidate(mon, MMU_NOTIFY_UNMAP, from, from + len);
+}
+
+static void count_event(struct hetmem_mm_monitor *mon, unsigned int which)
+{
+	__atomic_fetch_add(&mon->mm->stats.events[which], 1, __ATOMIC_RELAXED);
+}
+
+static void handle_msg(struct hetmem_mm_monitor *mon, const struct uffd_msg *msg)
+{
+	switch (msg->event) {
+	case UFFD_EVENT_UNMAP:
+		count_event(mon, HETMEM_MM_EV_UNMAP);
+		handle_unmap(mon, msg->arg.remove.start, msg->arg.remove.end);
+		break;
+	case UFFD_EVENT_REMOVE:
+		count_event(mon, HETMEM_MM_EV_REMOVE);
+		invalidate(mon, MMU_NOTIFY_CLEAR, msg->arg.remove.start,
+			   msg->arg.remove.end);
+		break;
+	case UFFD_EVENT_REMAP:
+		count_event(mon, HETMEM_MM_EV_REMAP);
+		handle_remap(mon, msg->arg.remap.from, msg->arg.remap.to,
+			     msg->arg.remap.len);
+		break;
+	case UFFD_EVENT_FORK:
+		count_event(mon, HETMEM_MM_EV_FORK);
+		handle_fork(mon, (int)msg->arg.fork.ufd);
+		break;
+	default:
+		count_event(mon, HETMEM_MM_EV_OTHER);
+		break;
+	}
+}
+
+/* Deliver what the rescue thread read while a callback held us up. */
+static void drain_rescued(struct hetmem_mm_monitor *mon)
+{
+	struct uffd_msg msg;
+
+	for (;;) {
+		pthread_mutex_lock(&mon->rescue_lock);
+		if (!mon->nrescued) {
+			pthread_mutex_unlock(&mon->rescue_lock);
+			return;
+		}
+		msg = mon->rescued[0];
+		memmove(&mon->rescued[0], &mon->rescued[1],
+			--mon->nrescued * sizeof(msg));
+		pthread_mutex_unlock(&mon->rescue_lock);
+		handle_msg(mon, &msg);
+	}
+}
+
+/* Read and deliver until the queue is empty. */
+static void run_cycle(struct hetmem_mm_monitor *mon)
+{
+	struct uffd_msg msgs[MSG_BATCH];
+	ssize_t n;
+	size_t i;
+
+	for (;;) {
+		drain_rescued(mon);
+		n = read(mon->uffd, msgs, sizeof(msgs));
+		if (n <= 0)
+			break;
+		for (i = 0; i < (size_t)n / sizeof(msgs[0]); i++)
+			handle_msg(mon, &msgs[i]);
+	}
+	drain_rescued(mon);
+}
+
+static void finish_cycle(struct hetmem_mm_monitor *mon)
+{
+	__atomic_store_n(&mon->cycle_done,
+			 __atomic_load_n(&mon->cycle_started, __ATOMIC_RELAXED),
+			 __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&mon->done_waiters, __ATOMIC_SEQ_CST))
+		hetmem_futex_wake(&mon->cycle_done, INT_MAX);
+}
+
+static void drain_wake_fd(struct hetmem_mm_monitor *mon)
+{
+	uint64_t v;
+
+	while (read(mon->wake_fd, &v, sizeof(v)) == sizeof(v))
+		;
+}
+
+static void *monitor_main(void *arg)
+{
+	struct hetmem_mm_monitor *mon = arg;
+	struct pollfd pfd[2] = {
+		{ .fd = mon->uffd, .events = POLLIN },
+		{ .fd = mon->wake_fd, .events = POLLIN },
+	};
+
+	on_monitor = true;
+	while (!__atomic_load_n(&mon->stop, __ATOMIC_ACQUIRE)) {
+		if (poll(pfd, 2, -1) < 0 && errno != EINTR)
+			break;
+		if (pfd[1].revents & POLLIN)
+			drain_wake_fd(mon);
+		__atomic_fetch_add(&mon->cycle_started, 1, __ATOMIC_SEQ_CST);
+		run_cycle(mon);
+		finish_cycle(mon);
+	}
+	return NULL;
+}
+
+/* ---- rescue ---- */
+
+static void rescue_read(struct hetmem_mm_monitor *mon)
+{
+	struct pollfd pfd = { .fd = mon->uffd, .events = POLLIN };
+	ssize_t n;
+
+	if (poll(&pfd, 1, 0) != 1)
+		return;
+	pthread_mutex_lock(&mon->rescue_lock);
+	while (mon->nrescued < RESCUE_QUEUE) {
+		n = read(mon->uffd, &mon->rescued[mon->nrescued],
+			 sizeof(struct uffd_msg));
+		if (n != (ssize_t)sizeof(struct uffd_msg))
+			break;
+		mon->nrescued++;
+		__atomic_fetch_add(&mon->mm->stats.rescued_reads, 1, __ATOMIC_RELAXED);
+	}
+	pthread_mutex_unlock(&mon->rescue_lock);
+	if (!mon->rescue_warned) {
+		mon->rescue_warned = true;
+		HETMEM_WARN(true, "an invalidate callback raised an address-space event "
+			    "(munmap/madvise/free of watched memory); rescued it");
+	}
+}
+
+static void *rescue_main(void *arg)
+{
+	struct hetmem_mm_monitor *mon = arg;
+	uint32_t seen = 0;
+
+	while (!__atomic_load_n(&mon->stop, __ATOMIC_ACQUIRE)) {
+		int64_t deadline = hetmem_ktime_get() +
+				   HETMEM_MM_RESCUE_MS * 1000LL * 1000;
+		uint32_t seq;
+
+		hetmem_futex_wait(&mon->stop, 0, deadline, false);
+		seq = __atomic_load_n(&mon->dispatch_seq, __ATOMIC_ACQUIRE);
+		if (__atomic_load_n(&mon->dispatching, __ATOMIC_ACQUIRE) && seq == seen)
+			rescue_read(mon);
+		seen = seq;
+	}
+	return NULL;
+}
+
+/* ---- lifetime ---- */
+
+static int start_threads(struct hetmem_mm_monitor *mon)
+{
+	sigset_t all, old;
+	int ret;
+
+	/* Application signals must not be delivered to hetmem's threads. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	ret = -pthread_create(&mon->thread, NULL, monitor_main, mon);
+	if (!ret) {
+		ret = -pthread_create(&mon->rescuer, NULL, rescue_main, mon);
+		if (ret) {
+			__atomic_store_n(&mon->stop, 1, __ATOMIC_RELEASE);
+			eventfd_write(mon->wake_fd, 1);
+			pthread_join(mon->thread, NULL);
+		}
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (!ret) {
+		pthread_setname_np(mon->thread, "hetmem-mm");
+		pthread_setname_np(mon->rescuer, "hetmem-mm-rescue");
+	}
+	return ret;
+}
+
+static struct hetmem_mm_monitor *monitor_alloc(struct mm_struct *mm)
+{
+	struct hetmem_mm_monitor *mon = calloc(1, sizeof(*mon));
+
+	if (!mon)
+		return NULL;
+	mon->mm = mm;
+	mon->segs = HETMEM_RB_ROOT_CACHED;
+	pthread_mutex_init(&mon->rescue_lock, NULL);
+	hetmem_mutex_init(&mon->reg_lock);
+	return mon;
+}
+
+static void monitor_free(struct hetmem_mm_monitor *mon)
+{
+	while (mon->slabs) {
+		struct seg_slab *next = mon->slabs->next;
+
+		munmap(mon->slabs, SEG_SLAB_BYTES);
+		mon->slabs = next;
+	}
+	pthread_mutex_destroy(&mon->rescue_lock);
+	free(mon);
+}
+
+static int monitor_create(struct mm_struct *mm, struct hetmem_mm_monitor **out)
+{
+	struct hetmem_mm_monitor *mon = monitor_alloc(mm);
+	int ret;
+
+	if (!mon)
+		return -ENOMEM;
+	ret = uffd_open_monitor(&mon->features);
+	if (ret < 0)
+		goto out_free;
+	mon->uffd = ret;
+	mon->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	ret = mon->wake_fd < 0 ? -errno : start_threads(mon);
+	if (ret)
+		goto out_close;
+	*out = mon;
+	return 0;
+
+out_close:
+	if (mon->wake_fd >= 0)
+		close(mon->wake_fd);
+	close(mon->uffd);
+out_free:
+	monitor_free(mon);
+	return ret;
+}
+
+int hetmem_mm_monitor_start(struct mm_struct *mm)
+{
+	struct hetmem_mm_monitor *mon;
+	int ret = 0;
+
+	if (__atomic_load_n(&mm->mon, __ATOMIC_ACQUIRE))
+		return 0;
+	hetmem_mutex_lock(&mm->mon_lock);
+	if (!mm->mon) {
+		ret = monitor_create(mm, &mon);
+		if (!ret)
+			__atomic_store_n(&mm->mon, mon, __ATOMIC_RELEASE);
+	}
+	hetmem_mutex_unlock(&mm->mon_lock);
+	return ret;
+}
+
+void hetmem_mm_monitor_stop(struct mm_struct *mm)
+{
+	struct hetmem_mm_monitor *mon;
+
+	hetmem_mutex_lock(&mm->mon_lock);
+	mon = mm->mon;
+	__atomic_store_n(&mm->mon, NULL, __ATOMIC_RELEASE);
+	hetmem_mutex_unlock(&mm->mon_lock);
+	if (!mon)
+		return;
+	__atomic_store_n(&mon->stop, 1, __ATOMIC_RELEASE);
+	hetmem_futex_wake(&mon->stop, INT_MAX);
+	eventfd_write(mon->wake_fd, 1);
+	pthread_join(mon->thread, NULL);
+	pthread_join(mon->rescuer, NULL);
+	/* Closing the userfaultfd unregisters every watched mapping. */
+	close(mon->uffd);
+	close(mon->wake_fd);
+	monitor_free(mon);
+}
+
+/* ---- synchronisation with the event stream ---- */
+
+static int wait_cycle(struct hetmem_mm_monitor *mon, uint32_t target,
+		      int64_t deadline)
+{
+	int ret = 0;
+
+	__atomic_fetch_add(&mon->done_waiters, 1, __ATOMIC_SEQ_CST);
+	for (;;) {
+		uint32_t done = __atomic_load_n(&mon->cycle_done, __ATOMIC_SEQ_CST);
+
+		if ((int32_t)(done - target) >= 0)
+			break;
+		ret = hetmem_futex_wait(&mon->cycle_done, done, deadline, false);
+		if (ret == -ETIMEDOUT)
+			break;
+		ret = 0;
+	}
+	__atomic_fetch_sub(&mon->done_waiters, 1, __ATOMIC_RELAXED);
+	return ret;
+}
+
+int hetmem_mm_sync_events(struct mm_struct *mm, int64_t deadline)
+{
+	struct hetmem_mm_monitor *mon = __atomic_load_n(&mm->mon, __ATOMIC_ACQUIRE);
+	struct pollfd pfd;
+	uint32_t started, done;
+
+	if (on_monitor)
+		return -EDEADLK;
+	if (!mon)
+		return 0;
+	pfd.fd = mon->uffd;
+	pfd.events = POLLIN;
+	pfd.revents = 0;
+	poll(&pfd, 1, 0);
+	started = __atomic_load_n(&mon->cycle_started, __ATOMIC_SEQ_CST);
+	done = __atomic_load_n(&mon->cycle_done, __ATOMIC_SEQ_CST);
+	if (pfd.revents & POLLIN) {
+		/* A cycle that begins after this one reads what is pending. */
+		eventfd_write(mon->wake_fd, 1);
+		return wait_cycle(mon, started + 1, deadline);
+	}
+	if (done != started)
+		return wait_cycle(mon, started, deadline);
+	return 0;
+}
