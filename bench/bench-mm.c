@@ -38,7 +38,9 @@
  *   ratio.munmap_watched_vs_plain: the duration of the munmap() call
  *   itself in the same hetmem batches (the caller sleeps in the kernel
  *   until the monitor has read the event), against munmap() of an
- *   identical region that nothing watches. No goal.
+ *   identical region that nothing watches. No goal. The callback usually
+ *   ends before munmap() returns: once the monitor's read() releases the
+ *   caller, the caller's wake-up takes longer than the callback.
  * - range_fault.present_pages_per_s, pagemap_scan.pages_per_s,
  *   ratio.range_fault_vs_scan: hmm_range_fault(HMM_PFN_REQ_FAULT) over a
  *   64 MiB anonymous region populated with MADV_POPULATE_WRITE, with
@@ -170,14 +172,18 @@ static int64_t deadline_after_ms(int ms)
 /* true (and a skip line) when the monitor cannot run here. */
 static bool mm_skip(const char *what)
 {
+	static bool told;
 	char key[96];
 
 	if (mm_caps.uffd)
 		return false;
+
 	snprintf(key, sizeof(key), "skip.%s", what);
 	bench_print_int(key, 1);
-	fprintf(stderr, "hetmem bench mm: %s skipped: %s\n", what,
-		mm_caps.reason[0] ? mm_caps.reason : "no userfaultfd");
+	if (!told)
+		fprintf(stderr, "hetmem bench mm: skipped: %s\n",
+			mm_caps.reason[0] ? mm_caps.reason : "no userfaultfd");
+	told = true;
 	return true;
 }
 
@@ -988,7 +994,7 @@ static int rp_warm_up(struct rp_ctx *c, bool scan)
 }
 
 static const struct bench_pair_keys present_keys = {
-	"range_fault.present", "pagemap_scan", "pages_per_s",
+	"range_fault.present", "pagemap_scan.", "pages_per_s",
 	"ratio.range_fault_vs_scan",
 };
 
@@ -1144,7 +1150,7 @@ static int rf_batch_populate(double *pages_per_s)
 }
 
 static const struct bench_pair_keys fault_keys = {
-	"range_fault.fault", "populate_write", "pages_per_s",
+	"range_fault.fault", "populate_write.", "pages_per_s",
 	"ratio.range_fault_fault_vs_populate",
 };
 
@@ -1308,7 +1314,7 @@ static void dm_batch_memcpy(struct dm_ctx *c, double *gbps)
 }
 
 static const struct bench_pair_keys dmirror_keys = {
-	"dmirror.read", "memcpy", "gbps", "ratio.dmirror_read_vs_memcpy",
+	"dmirror.read", "memcpy.", "gbps", "ratio.dmirror_read_vs_memcpy",
 };
 
 static int dm_run_paired(struct dm_ctx *c, double share)

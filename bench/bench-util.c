@@ -517,6 +517,21 @@ int bench_run_suite(const char *suite, const struct bench_measure *m,
 	return failed ? BENCH_EXIT_FAIL : BENCH_EXIT_OK;
 }
 
+/* <stem><suffix>_<unit>, or for a "name." stem name.<suffix>_<unit>. */
+static void paired_key(char *key, size_t len, const char *stem,
+		       const char *suffix, const char *unit)
+{
+	size_t n = strlen(stem);
+
+	if (!n || stem[n - 1] != '.')
+		snprintf(key, len, "%s%s_%s", stem, suffix, unit);
+	else if (*suffix)
+		snprintf(key, len, "%s%s_%s", stem,
+			 suffix + (*suffix == '_'), unit);
+	else
+		snprintf(key, len, "%s%s", stem, unit);
+}
+
 double bench_print_paired(const struct bench_pair_keys *k, const char *suffix,
 			  double *hetmem, double *base, double *ratio,
 			  unsigned int n)
@@ -525,9 +540,9 @@ double bench_print_paired(const struct bench_pair_keys *k, const char *suffix,
 	double r = bench_median(ratio, n);
 	char key[128];
 
-	snprintf(key, sizeof(key), "%s%s_%s", k->hetmem, suffix, k->unit);
+	paired_key(key, sizeof(key), k->hetmem, suffix, k->unit);
 	bench_print(key, h);
-	snprintf(key, sizeof(key), "%s%s_%s", k->base, suffix, k->unit);
+	paired_key(key, sizeof(key), k->base, suffix, k->unit);
 	bench_print(key, b);
 	snprintf(key, sizeof(key), "%s%s_pairs", k->hetmem, suffix);
 	bench_print_int(key, n);

@@ -55,7 +55,10 @@ void bench_print_ratio(const char *key, double value);
 /*
  * Key stems of a paired measurement: hetmem path, its baseline, and their
  * ratio, e.g. "fence.signal_wake", "futex.wake", "ns",
- * "ratio.fence_signal_wake_vs_futex".
+ * "ratio.fence_signal_wake_vs_futex". A side's key is
+ * <stem><suffix>_<unit>; a stem that ends in '.' names a primitive alone
+ * and its key is <stem><suffix without its '_'>_<unit>, or <stem><unit>
+ * without a suffix ("memcpy." and "gbps" give "memcpy.gbps").
  */
 struct bench_pair_keys {
 	const char *hetmem;

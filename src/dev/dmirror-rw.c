@@ -35,6 +35,13 @@
  * a translation of the shared zero page is read through the address too,
  * since a CPU write that replaces it raises no event.
  *
+ * Copies run under the user lock, as the kernel's memcpy does, so an
+ * invalidate callback waits until they are done. That is safe only
+ * because a device copy never waits for the monitor: the mm layer
+ * registers memory in write-protect mode only to receive events and never
+ * write-protects a page, so a write through process_vm_writev() is never
+ * held for the monitor to resolve.
+ *
  * A page that fails its copy again right after fault rounds mapped it is
  * given up on with -EFAULT after DMIRROR_COPY_RETRIES rounds, instead of
  * looping for ever on memory that hmm_range_fault() reports as accessible

@@ -53,6 +53,8 @@ void hetmem_mm_monitor_stop(struct mm_struct *mm);
 void hetmem_mm_unwatch_all(struct mm_struct *mm);
 int hetmem_uffd_create(uint64_t want, uint64_t *features, char *reason,
 		       size_t reason_len);
+/* Fork reporting when the kernel refuses EVENT_FORK (no CAP_SYS_PTRACE). */
+void hetmem_mm_monitor_fork_prepare(struct mm_struct *mm);
 
 /* mmu_notifier.c: the teardown invalidation of every notifier. */
 void hetmem_mm_release_notifiers(struct mm_struct *mm);

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -61,11 +62,19 @@ static void mm_child_after_fork(void)
 	process_mm = NULL;
 }
 
+static void mm_fork_prepare(void)
+{
+	struct mm_struct *mm = __atomic_load_n(&process_mm, __ATOMIC_ACQUIRE);
+
+	if (mm)
+		hetmem_mm_monitor_fork_prepare(mm);
+}
+
 static pthread_once_t mm_fork_once = PTHREAD_ONCE_INIT;
 
 static void mm_register_fork_handler(void)
 {
-	pthread_atfork(NULL, NULL, mm_child_after_fork);
+	pthread_atfork(mm_fork_prepare, NULL, mm_child_after_fork);
 }
 
 static struct mm_struct *mm_alloc(void)
@@ -319,6 +328,22 @@ static bool probe_populate(void)
 	return ok;
 }
 
+/* EVENT_FORK is offered to everyone but granted with CAP_SYS_PTRACE only. */
+static void probe_fork_event(struct hetmem_mm_caps *caps)
+{
+	uint64_t got;
+	char reason[sizeof(caps->reason)];
+	int fd = hetmem_uffd_create(1ULL << 1, &got, reason, sizeof(reason));
+
+	if (fd >= 0) {
+		close(fd);
+		return;
+	}
+	caps->uffd_features &= ~(1ULL << 1);
+	snprintf(caps->reason, sizeof(caps->reason), "%s",
+		 "EVENT_FORK needs CAP_SYS_PTRACE: fork is reported from pthread_atfork()");
+}
+
 /**
  * hetmem_mm_probe() - what the address-space monitor can observe here
  * @caps: filled with the findings
@@ -341,6 +366,8 @@ HETMEM_API int hetmem_mm_probe(struct hetmem_mm_caps *caps)
 	caps->uffd = fd >= 0;
 	if (fd >= 0)
 		close(fd);
+	if (fd >= 0)
+		probe_fork_event(caps);
 	caps->uffd_wp_async = caps->uffd_features & (1ULL << 15);
 	caps->uffd_move = caps->uffd_features & (1ULL << 16);
 	caps->pagemap_scan = hetmem_have_pagemap_scan();

@@ -42,7 +42,9 @@
  *  - FORK -> MMU_NOTIFY_PROTECTION_PAGE over every watched private range,
  *    because fork write-protects private memory for copy-on-write. The
  *    child's copy of the userfaultfd is closed, which unregisters the
- *    child's ranges; a child that uses hetmem watches its own.
+ *    child's ranges; a child that uses hetmem watches its own. The kernel
+ *    grants EVENT_FORK only with CAP_SYS_PTRACE; without it the forking
+ *    thread runs the same invalidations from a pthread_atfork() handler.
  *
  * The application thread that caused an event sleeps in the kernel until
  * the monitor reads it. Any thread that reads the userfaultfd must
@@ -180,23 +182,36 @@ int hetmem_uffd_create(uint64_t want, uint64_t *features, char *reason,
 		close(fd);
 		return -EOPNOTSUPP;
 	}
-	*features = api.features;
+	/* The kernel answers with everything it offers, not what it enabled. */
+	*features = want ? want : api.features;
 	return fd;
 }
 
+/*
+ * The monitor's descriptor. EVENT_FORK needs CAP_SYS_PTRACE; without it
+ * fork is reported from a pthread_atfork() handler instead (see
+ * monitor_fork_prepare()).
+ */
 static int uffd_open_monitor(uint64_t *features)
 {
 	char reason[128];
-	uint64_t offered = 0;
+	uint64_t offered = 0, want;
 	int fd = hetmem_uffd_create(0, &offered, reason, sizeof(reason));
 
 	if (fd < 0)
 		return fd;
 	close(fd);
-	if ((offered & UFFD_WANT) != UFFD_WANT)
+	want = UFFD_WANT & ~(uint64_t)UFFD_FEATURE_EVENT_FORK;
+	if ((offered & want) != want)
 		return -EOPNOTSUPP;
-	return hetmem_uffd_create(UFFD_WANT | (offered & UFFD_OPTIONAL),
-				  features, reason, sizeof(reason));
+	want |= offered & UFFD_OPTIONAL;
+	fd = -EOPNOTSUPP;
+	if (offered & UFFD_FEATURE_EVENT_FORK)
+		fd = hetmem_uffd_create(want | UFFD_FEATURE_EVENT_FORK, features,
+					reason, sizeof(reason));
+	if (fd < 0)
+		fd = hetmem_uffd_create(want, features, reason, sizeof(reason));
+	return fd;
 }
 
 /* ---- segment bookkeeping ---- */
@@ -425,6 +440,11 @@ static void invalidate(struct hetmem_mm_monitor *mon,
 	__atomic_store_n(&mon->dispatching, 0, __ATOMIC_RELEASE);
 }
 
+static void count_event(struct hetmem_mm_monitor *mon, unsigned int which)
+{
+	__atomic_fetch_add(&mon->mm->stats.events[which], 1, __ATOMIC_RELAXED);
+}
+
 /* Collect up to FORK_BATCH watched segments at or after @from. */
 static unsigned int fork_collect(struct hetmem_mm_monitor *mon, unsigned long from,
 				 unsigned long *s, unsigned long *e)
@@ -451,13 +471,12 @@ static bool range_is_shared(struct mm_struct *mm, unsigned long start,
 	       vma.end >= end && (vma.flags & HETMEM_VMA_SHARED);
 }
 
-/* fork write-protected every private range for copy-on-write. */
-static void handle_fork(struct hetmem_mm_monitor *mon, int child_uffd)
+/* fork write-protects every private range for copy-on-write. */
+static void fork_invalidate(struct hetmem_mm_monitor *mon)
 {
 	unsigned long s[FORK_BATCH], e[FORK_BATCH], from = 0;
 	unsigned int i, k;
 
-	close(child_uffd);
 	do {
 		k = fork_collect(mon, from, s, e);
 		for (i = 0; i < k; i++)
@@ -465,6 +484,27 @@ static void handle_fork(struct hetmem_mm_monitor *mon, int child_uffd)
 				invalidate(mon, MMU_NOTIFY_PROTECTION_PAGE, s[i], e[i]);
 		from = k ? e[k - 1] : 0;
 	} while (k == FORK_BATCH && from);
+}
+
+static void handle_fork(struct hetmem_mm_monitor *mon, int child_uffd)
+{
+	/* Closing the child's copy unregisters the child's mappings. */
+	close(child_uffd);
+	fork_invalidate(mon);
+}
+
+/*
+ * Without EVENT_FORK, the forking thread reports the fork itself, before
+ * it happens, as the kernel does (only fork() through libc is seen).
+ */
+void hetmem_mm_monitor_fork_prepare(struct mm_struct *mm)
+{
+	struct hetmem_mm_monitor *mon = __atomic_load_n(&mm->mon, __ATOMIC_ACQUIRE);
+
+	if (!mon || (mon->features & UFFD_FEATURE_EVENT_FORK) || on_monitor)
+		return;
+	count_event(mon, HETMEM_MM_EV_FORK);
+	fork_invalidate(mon);
 }
 
 static void handle_unmap(struct hetmem_mm_monitor *mon, unsigned long start,
@@ -483,11 +523,6 @@ static void handle_remap(struct hetmem_mm_monitor *mon, unsigned long from,
 	seg_move(mon, from, to, len);
 	hetmem_mutex_unlock(&mon->reg_lock);
 	invalidate(mon, MMU_NOTIFY_UNMAP, from, from + len);
-}
-
-static void count_event(struct hetmem_mm_monitor *mon, unsigned int which)
-{
-	__atomic_fetch_add(&mon->mm->stats.events[which], 1, __ATOMIC_RELAXED);
 }
 
 static void handle_msg(struct hetmem_mm_monitor *mon, const struct uffd_msg *msg)

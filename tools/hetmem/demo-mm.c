@@ -25,7 +25,9 @@
  * - the device writes a node (HMM_DMIRROR_WRITE) and the CPU sees the
  *   value; a SNAPSHOT of five pages in five states is decoded.
  *
- * Without a usable userfaultfd the phase prints why and is skipped.
+ * Without a usable userfaultfd (hetmem_mm_probe()), or when the monitor
+ * cannot start (hetmem_dmirror_open() answers -EOPNOTSUPP), the phase
+ * prints why and is skipped.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -148,6 +150,8 @@ static int mm_device_walk(struct mm_demo *d, uintptr_t head, struct mm_walk *w)
 
 	memset(w, 0, sizeof(*w));
 	while (addr && w->nodes < MM_NODES) {
+		if ((addr & ~HETMEM_PAGE_MASK) > HETMEM_PAGE_SIZE - sizeof(*n))
+			return -EINVAL;	/* a node must not straddle pages */
 		memset(&cmd, 0, sizeof(cmd));
 		cmd.addr = addr & HETMEM_PAGE_MASK;
 		cmd.ptr = (uintptr_t)d->page;
@@ -346,13 +350,22 @@ static int mm_run(struct mm_demo *d)
 	struct mm_walk w;
 	int ret;
 
+	ret = hetmem_dmirror_open(0, &d->mirror);
+	if (ret == -EOPNOTSUPP) {
+		d->mirror = NULL;
+		demo_say("demo", "skipping the mirroring phase: hetmem_dmirror_open(0): %s (the address-space monitor cannot start)",
+			 strerror(-ret));
+		return 0;
+	}
+	demo_say("demo", "mirroring: a device walks a CPU-built linked list through dmirror 0");
+	if (!demo_check("device", ret == 0, "opened dmirror 0: it mirrors the whole address space%s%s",
+			ret ? ": " : "", ret ? strerror(-ret) : "")) {
+		d->mirror = NULL;
+		return ret;
+	}
 	ret = mm_build(d);
 	if (!demo_check("cpu", ret == 0, "built a linked list of %d nodes, one page each, in an mmap'ed arena; sum %llu",
 			MM_NODES, (unsigned long long)(ret ? 0 : mm_cpu_sum(d))))
-		return ret;
-	ret = hetmem_dmirror_open(0, &d->mirror);
-	if (!demo_check("device", ret == 0, "opened dmirror 0: it mirrors the whole address space%s%s",
-			ret ? ": " : "", ret ? strerror(-ret) : ""))
 		return ret;
 	if (!mm_walk_checked(d, "walk 1", &w))
 		return 0;
@@ -398,12 +411,10 @@ static void mm_teardown(struct mm_demo *d)
 				 (unsigned long long)ds.fault_rounds,
 				 (unsigned long long)ds.invalidations);
 	}
-	if (d->arena) {
-		for (i = 0; i < MM_NODES; i++)
-			if (d->node[i])
-				mm_node_free(d->node[i]);
-		munmap(d->arena, MM_NODES * HETMEM_PAGE_SIZE);
-	}
+	/* Node by node: a freed slot may now hold someone else's mapping. */
+	for (i = 0; i < MM_NODES; i++)
+		if (d->node[i])
+			mm_node_free(d->node[i]);
 	free(d->page);
 }
 
@@ -426,7 +437,6 @@ int demo_mm_phase(void)
 			 caps.reason[0] ? caps.reason : "hetmem_mm_probe() failed");
 		return 0;
 	}
-	demo_say("demo", "mirroring: a device walks a CPU-built linked list through dmirror 0");
 	memset(&d, 0, sizeof(d));
 	d.zero_pfn = caps.pagemap_scan || caps.pagemap_pfn;
 	d.page = malloc(HETMEM_PAGE_SIZE);

@@ -304,11 +304,9 @@ static void info_uffd_features(const struct hetmem_mm_caps *caps)
 	feature("uffd_features", true, "0x%llx: %s", (unsigned long long)f,
 		names);
 	feature("uffd_events", (f & UFFD_EV_ALL) == UFFD_EV_ALL,
-		"unmap %s, remove %s, remap %s, fork %s: the monitor %s",
+		"unmap %s, remove %s, remap %s, fork %s offered; the monitor needs all four",
 		yes_no(f & UFFD_EV_UNMAP), yes_no(f & UFFD_EV_REMOVE),
-		yes_no(f & UFFD_EV_REMAP), yes_no(f & UFFD_EV_FORK),
-		(f & UFFD_EV_ALL) == UFFD_EV_ALL ? "can run" :
-		"cannot run: it needs all four");
+		yes_no(f & UFFD_EV_REMAP), yes_no(f & UFFD_EV_FORK));
 	feature("uffd_wp_async", caps->uffd_wp_async, "%s",
 		caps->uffd_wp_async ? "any mapping type can be watched" :
 		"only mappings that take a write-protect registration can be watched");

@@ -5,7 +5,8 @@
  * One binary, several subcommands: "info" reports what the kernel offers,
  * "demo" runs a narrated end-to-end example that doubles as a CI test,
  * "bench" runs the benchmark suites compiled in from bench/, "stat" lists
- * dma-buf objects (this process's and, from /proc, the system's). The command
+ * dma-buf objects (this process's and, from /proc, the system's) and this
+ * process's mirroring counters. The command
  * uses only the public API of libhetmem, as any application would.
  *
  * Errors go to stderr, results to stdout. Exit status: 0 success, 1 a
@@ -40,12 +41,15 @@ void tool_usage(FILE *out)
 		"\n"
 		"commands:\n"
 		"  info                      what this kernel offers hetmem, detected now\n"
-		"  demo                      narrated producer/consumer example (fences, then\n"
-		"                            a shared heap buffer); exit 0 only if every\n"
-		"                            step behaved as expected\n"
-		"  stat [--demo]             list dma-buf objects: this process's, then every\n"
-		"                            hetmem or kernel dma-buf visible in /proc;\n"
-		"                            --demo creates two buffers first\n"
+		"  demo                      narrated producer/consumer example (fences, a\n"
+		"                            shared heap buffer, then a device mirroring a\n"
+		"                            linked list); exit 0 only if every step\n"
+		"                            behaved as expected\n"
+		"  stat [--demo]             list dma-buf objects and mirrors: this process's\n"
+		"                            buffers, its address-space and dmirror counters,\n"
+		"                            then every hetmem or kernel dma-buf visible in\n"
+		"                            /proc; --demo creates two buffers and a mirror\n"
+		"                            first\n"
 		"  bench SUITE [-d SECONDS]  measure a suite against the raw primitives\n"
 		"                            (default 1 s); prints key: value lines\n"
 		"  bench list                list the benchmark suites\n"

@@ -515,6 +515,7 @@ struct stat_demo {
 	int cookie;
 	struct dmirror *mirror;
 	char *pages;
+	size_t pages_len;
 	char *bounce;
 };
 
@@ -612,16 +613,15 @@ static int stat_demo_mirror(struct stat_demo *d)
 		return -errno;
 	memset(p, 0x5a, len);
 	d->pages = p;
+	d->pages_len = len;
 	d->bounce = malloc(len);
 	if (!d->bounce)
 		return -ENOMEM;
 	ret = hetmem_dmirror_open(0, &d->mirror);
-	if (ret == -EOPNOTSUPP) {
+	if (ret) {
 		d->mirror = NULL;
-		return 0;
+		return ret == -EOPNOTSUPP ? 0 : ret;
 	}
-	if (ret)
-		return ret;
 	memset(&cmd, 0, sizeof(cmd));
 	cmd.addr = (uintptr_t)p;
 	cmd.ptr = (uintptr_t)d->bounce;
@@ -631,6 +631,7 @@ static int stat_demo_mirror(struct stat_demo *d)
 		return ret;
 	if (munmap(p + len / 2, len / 2))
 		return -errno;
+	d->pages_len = len / 2;
 	ret = hetmem_mm_sync(hetmem_current_mm(), 2000);
 	return ret ? ret : 1;
 }
@@ -652,7 +653,7 @@ static void stat_demo_mirror_teardown(struct stat_demo *d)
 	if (d->mirror)
 		hetmem_dmirror_close(d->mirror);
 	if (d->pages)
-		munmap(d->pages, 2 * HETMEM_PAGE_SIZE);
+		munmap(d->pages, d->pages_len);
 	free(d->bounce);
 }
 
@@ -674,7 +675,8 @@ static int stat_demo(void)
 	} else {
 		stat_print_mirrors(stdout);
 		if (!mirror)
-			printf("  (no mirror: userfaultfd is not usable here, see \"hetmem info\")\n");
+			printf("  (no demo mirror: the address-space monitor cannot "
+			       "start here, see \"hetmem info\")\n");
 		else if (stat_demo_mirror_seen()) {
 			fprintf(stderr, "hetmem stat: the demo mirror is not counted\n");
 			ret = -ENOENT;
