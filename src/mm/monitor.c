@@ -636,6 +636,12 @@ static void rescue_read(struct hetmem_mm_monitor *mon)
 
 	if (poll(&pfd, 1, 0) != 1)
 		return;
+	/* Before the events are handed over: a sync after them sees it. */
+	if (!mon->rescue_warned) {
+		mon->rescue_warned = true;
+		HETMEM_WARN(true, "an invalidate callback raised an address-space event "
+			    "(munmap/madvise/free of watched memory); rescued it");
+	}
 	pthread_mutex_lock(&mon->rescue_lock);
 	while (mon->nrescued < RESCUE_QUEUE) {
 		n = read(mon->uffd, &mon->rescued[mon->nrescued],
@@ -646,11 +652,6 @@ static void rescue_read(struct hetmem_mm_monitor *mon)
 		__atomic_fetch_add(&mon->mm->stats.rescued_reads, 1, __ATOMIC_RELAXED);
 	}
 	pthread_mutex_unlock(&mon->rescue_lock);
-	if (!mon->rescue_warned) {
-		mon->rescue_warned = true;
-		HETMEM_WARN(true, "an invalidate callback raised an address-space event "
-			    "(munmap/madvise/free of watched memory); rescued it");
-	}
 }
 
 static void *rescue_main(void *arg)
