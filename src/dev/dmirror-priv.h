@@ -114,6 +114,7 @@ bool dmirror_lock(struct dmirror *dmirror,
 bool dmirror_is_owner_process(const struct dmirror *dmirror);
 void dmirror_prune(struct dmirror *dmirror);
 bool dmirror_budget_exceeded(int64_t deadline);
+int dmirror_range_fault(struct dmirror *dmirror, struct hmm_range *range);
 int64_t dmirror_budget_start(void);
 
 int dmirror_read(struct dmirror *dmirror, struct hmm_dmirror_cmd *cmd);

@@ -222,10 +222,10 @@ static int dmirror_do_fault(struct dmirror *dmirror, struct hmm_range *range)
 }
 
 /*
- * Fault one batch under the collision protocol; on success the user lock
- * is held and the range is settled.
+ * Fault (or, with no request bits, snapshot) one batch under the collision
+ * protocol; on success the user lock is held and the range is settled.
  */
-static int dmirror_range_fault(struct dmirror *dmirror, struct hmm_range *range)
+int dmirror_range_fault(struct dmirror *dmirror, struct hmm_range *range)
 {
 	int64_t deadline = dmirror_budget_start();
 	int ret;

@@ -89,25 +89,10 @@ static int dmirror_snapshot_settle(struct dmirror *dmirror, struct hmm_range *ra
 				   uint8_t *perm)
 {
 	unsigned long i, npages = (range->end - range->start) >> HETMEM_PAGE_SHIFT;
-	int64_t deadline = dmirror_budget_start();
-	int ret;
+	int ret = dmirror_range_fault(dmirror, range);
 
-	for (;;) {
-		if (dmirror_budget_exceeded(deadline))
-			return -EBUSY;
-		range->notifier_seq = mmu_interval_read_begin(range->notifier);
-		mmap_read_lock(dmirror->mm);
-		ret = hmm_range_fault(range);
-		mmap_read_unlock(dmirror->mm);
-		if (ret == -EBUSY)
-			continue;
-		if (ret)
-			return ret;
-		hetmem_mutex_lock(&dmirror->mutex);
-		if (!mmu_interval_read_retry(range->notifier, range->notifier_seq))
-			break;
-		hetmem_mutex_unlock(&dmirror->mutex);
-	}
+	if (ret)
+		return ret;
 	for (i = 0; i < npages; i++)
 		perm[i] = dmirror_snapshot_byte(dmirror, range->hmm_pfns[i]);
 	hetmem_mutex_unlock(&dmirror->mutex);
