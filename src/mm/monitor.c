@@ -90,7 +90,8 @@
 #define MSG_BATCH 32
 #define RESCUE_QUEUE 256
 #define SEG_SLAB_BYTES (64 * 1024)
-#define FORK_BATCH 32
+/* Segments handled per lock hold (fork reporting, mremap). */
+#define SEG_BATCH 32
 
 struct watch_seg {
 	struct hetmem_interval_tree_node node;
@@ -323,16 +324,21 @@ static bool seg_add(struct hetmem_mm_monitor *mon, unsigned long start,
 	return true;
 }
 
-/* mremap moved [from, from + len) to @to: so did its registration. */
+/*
+ * mremap moved [from, from + len) to @to: so did its registration. Only
+ * the first SEG_BATCH segments are recorded at the new place; the kernel
+ * registration of the rest moved too, and the next hmm_range_fault() over
+ * them registers again, which is harmless.
+ */
 static void seg_move(struct hetmem_mm_monitor *mon, unsigned long from,
 		     unsigned long to, unsigned long len)
 {
 	struct hetmem_interval_tree_node *n;
-	unsigned long s[FORK_BATCH], e[FORK_BATCH], m[FORK_BATCH];
+	unsigned long s[SEG_BATCH], e[SEG_BATCH], m[SEG_BATCH];
 	unsigned int i, k = 0;
 
 	n = hetmem_interval_tree_iter_first(&mon->segs, from, from + len - 1);
-	for (; n && k < FORK_BATCH;
+	for (; n && k < SEG_BATCH;
 	     n = hetmem_interval_tree_iter_next(n, from, from + len - 1)) {
 		s[k] = (n->start > from ? n->start : from) - from + to;
 		e[k] = (n->last < from + len - 1 ? n->last + 1 : from + len) - from + to;
@@ -445,7 +451,7 @@ static void count_event(struct hetmem_mm_monitor *mon, unsigned int which)
 	__atomic_fetch_add(&mon->mm->stats.events[which], 1, __ATOMIC_RELAXED);
 }
 
-/* Collect up to FORK_BATCH watched segments at or after @from. */
+/* Collect up to SEG_BATCH watched segments at or after @from. */
 static unsigned int fork_collect(struct hetmem_mm_monitor *mon, unsigned long from,
 				 unsigned long *s, unsigned long *e)
 {
@@ -454,7 +460,7 @@ static unsigned int fork_collect(struct hetmem_mm_monitor *mon, unsigned long fr
 
 	hetmem_mutex_lock(&mon->reg_lock);
 	n = hetmem_interval_tree_iter_first(&mon->segs, from, ULONG_MAX);
-	for (; n && k < FORK_BATCH; n = hetmem_interval_tree_iter_next(n, from, ULONG_MAX)) {
+	for (; n && k < SEG_BATCH; n = hetmem_interval_tree_iter_next(n, from, ULONG_MAX)) {
 		s[k] = n->start;
 		e[k++] = n->last + 1;
 	}
@@ -474,7 +480,7 @@ static bool range_is_shared(struct mm_struct *mm, unsigned long start,
 /* fork write-protects every private range for copy-on-write. */
 static void fork_invalidate(struct hetmem_mm_monitor *mon)
 {
-	unsigned long s[FORK_BATCH], e[FORK_BATCH], from = 0;
+	unsigned long s[SEG_BATCH], e[SEG_BATCH], from = 0;
 	unsigned int i, k;
 
 	do {
@@ -483,7 +489,7 @@ static void fork_invalidate(struct hetmem_mm_monitor *mon)
 			if (!range_is_shared(mon->mm, s[i], e[i]))
 				invalidate(mon, MMU_NOTIFY_PROTECTION_PAGE, s[i], e[i]);
 		from = k ? e[k - 1] : 0;
-	} while (k == FORK_BATCH && from);
+	} while (k == SEG_BATCH && from);
 }
 
 static void handle_fork(struct hetmem_mm_monitor *mon, int child_uffd)

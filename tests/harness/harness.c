@@ -578,3 +578,16 @@ int main(int argc, char **argv)
 	return getenv("HETMEM_SKIP_EXIT") ? atoi(getenv("HETMEM_SKIP_EXIT")) :
 					    TH_SKIP;
 }
+
+bool harness_thp_enabled(void)
+{
+	char line[128] = "";
+	FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "re");
+
+	if (!f)
+		return false;
+	if (!fgets(line, sizeof(line), f))
+		line[0] = '\0';
+	fclose(f);
+	return strstr(line, "[always]") || strstr(line, "[madvise]");
+}

@@ -290,6 +290,12 @@ static inline void harness_sleep_us(long us)
 }
 
 /*
+ * Can a MADV_HUGEPAGE region get transparent huge pages on this machine
+ * (mode "always" or "madvise")? False when THP is off or unknown.
+ */
+bool harness_thp_enabled(void);
+
+/*
  * xorshift32: fast, reproducible per-thread randomness for stress tests.
  * @state must start non-zero; each thread keeps its own.
  */

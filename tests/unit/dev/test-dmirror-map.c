@@ -107,19 +107,6 @@ TEST_F(dmirror, shared_anon_fork)
 	munmap(tmp, npages * PAGE);
 }
 
-static bool thp_never(void)
-{
-	char line[128] = "";
-	FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
-
-	if (!f)
-		return true;
-	if (!fgets(line, sizeof(line), f))
-		line[0] = 0;
-	fclose(f);
-	return !strstr(line, "[always]") && !strstr(line, "[madvise]");
-}
-
 /* hmm-tests.c anon_huge_snapshot-like: a PMD-mapped THP shows the PMD bit. */
 TEST_F(dmirror, thp)
 {
@@ -130,7 +117,7 @@ TEST_F(dmirror, thp)
 
 	ASSERT_NONNULL(snap);
 	ASSERT_NONNULL(tmp);
-	if (thp_never())
+	if (!harness_thp_enabled())
 		SKIP(goto out_free, "transparent huge pages are disabled");
 	raw = mmap(NULL, 2 * HETMEM_PMD_SIZE, PROT_READ | PROT_WRITE,
 		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

@@ -405,27 +405,13 @@ TEST_F(hmm, sticky_bits_preserved)
 	munmap(none, 2 * PG);
 }
 
-static bool thp_possible(void)
-{
-	char buf[128] = "";
-	int fd = open("/sys/kernel/mm/transparent_hugepage/enabled",
-		      O_RDONLY | O_CLOEXEC);
-
-	if (fd < 0)
-		return false;
-	if (read(fd, buf, sizeof(buf) - 1) < 0)
-		buf[0] = '\0';
-	close(fd);
-	return !strstr(buf, "[never]");
-}
-
 TEST_F(hmm, thp_order)
 {
 	size_t len = HETMEM_PMD_SIZE;
 	char *raw, *p;
 	struct hmm_range range;
 
-	if (!thp_possible())
+	if (!harness_thp_enabled())
 		SKIP(return, "transparent huge pages disabled");
 	raw = map_anon(2 * len, PROT_READ | PROT_WRITE, MAP_PRIVATE);
 	p = (char *)(((unsigned long)raw + len - 1) & ~(len - 1));

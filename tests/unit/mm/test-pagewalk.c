@@ -311,20 +311,6 @@ TEST_F(walk, snapshot_many_runs)
 	unmap_isolated(p, pages * PG);
 }
 
-static bool thp_possible(void)
-{
-	char buf[128] = "";
-	int fd = open("/sys/kernel/mm/transparent_hugepage/enabled",
-		      O_RDONLY | O_CLOEXEC);
-
-	if (fd < 0)
-		return false;
-	if (read(fd, buf, sizeof(buf) - 1) < 0)
-		buf[0] = '\0';
-	close(fd);
-	return !strstr(buf, "[never]");
-}
-
 TEST_F(walk, snapshot_thp)
 {
 	size_t len = HETMEM_PMD_SIZE;
@@ -332,7 +318,7 @@ TEST_F(walk, snapshot_thp)
 	uint16_t cats[512];
 	unsigned int huge = 0;
 
-	if (!thp_possible())
+	if (!harness_thp_enabled())
 		SKIP(return, "transparent huge pages disabled");
 	raw = mmap(NULL, 2 * len, PROT_READ | PROT_WRITE,
 		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
