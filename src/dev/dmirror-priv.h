@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <hetmem/core/radix.h>
 #include <hetmem/core/spinlock.h>
 #include <hetmem/dev/dmirror.h>
 #include <hetmem/mm/hmm.h>
@@ -51,12 +52,6 @@ struct dmirror_device {
 #define DPT_TAG_WRITE	3ULL
 #define DPT_TAG_MASK	3ULL
 
-#define DPT_SHIFT	9
-#define DPT_FANOUT	(1UL << DPT_SHIFT)
-#define DPT_LEVELS	4
-#define DPT_VPN_BITS	(DPT_SHIFT * DPT_LEVELS)
-#define DPT_VPN_LIMIT	(1UL << DPT_VPN_BITS)	/* first vpn not covered */
-
 static inline uint64_t dpt_entry(unsigned long pfn, uint64_t tag)
 {
 	return ((uint64_t)pfn << 2) | tag;
@@ -72,32 +67,6 @@ static inline uint64_t dpt_entry_tag(uint64_t entry)
 	return entry & DPT_TAG_MASK;
 }
 
-/* One level of the radix tree: a directory or a leaf of entries. */
-struct dpt_node {
-	unsigned int used;		/* non-empty slots */
-	union {
-		struct dpt_node *child[DPT_FANOUT];
-		uint64_t entry[DPT_FANOUT];
-	};
-};
-
-struct dpt {
-	struct dpt_node *root;
-	bool prune;			/* some node may have become empty */
-	struct dmirror_counters *stats;
-};
-
-void dpt_init(struct dpt *pt, struct dmirror_counters *stats);
-void dpt_destroy(struct dpt *pt);
-uint64_t dpt_lookup(const struct dpt *pt, unsigned long vpn);
-struct dpt_node *dpt_leaf(const struct dpt *pt, unsigned long vpn,
-			  unsigned long *next);
-int dpt_store(struct dpt *pt, unsigned long vpn, uint64_t entry);
-unsigned long dpt_erase_range(struct dpt *pt, unsigned long first,
-			      unsigned long last);
-struct dpt_node *dpt_prune(struct dpt *pt);
-void dpt_free_nodes(struct dpt *pt, struct dpt_node *list);
-
 /* One open of a device: the kernel's struct dmirror. */
 struct dmirror {
 	struct dmirror_device *mdevice;
@@ -105,7 +74,7 @@ struct dmirror {
 	pid_t pid;			/* process the mirror was opened in */
 	struct mmu_interval_notifier notifier;
 	struct hetmem_mutex mutex;	/* the user lock: table and sequence */
-	struct dpt pt;
+	struct hetmem_radix pt;
 	uint64_t flags;			/* HMM_DMIRROR_FLAG_* */
 };
 

@@ -123,7 +123,7 @@ static ssize_t dmirror_vm_copy(bool write, void *local, size_t len,
  */
 static int dmirror_xfer_failed(struct dmirror_xfer *x, unsigned long vpn)
 {
-	dpt_erase_range(&x->dmirror->pt, vpn, vpn);
+	hetmem_radix_erase_range(&x->dmirror->pt, vpn, vpn);
 	if (vpn != x->fail_vpn) {
 		x->fail_vpn = vpn;
 		x->fail_count = 0;
@@ -143,7 +143,7 @@ static int dmirror_xfer_gather(struct dmirror_xfer *x, struct iovec *iov,
 	unsigned long n;
 
 	for (n = 0; n < DMIRROR_COPY_RUN && vpn + n <= last; n++) {
-		entry = dpt_lookup(&x->dmirror->pt, vpn + n);
+		entry = hetmem_radix_lookup(&x->dmirror->pt, vpn + n);
 		if (!dmirror_entry_usable(entry, x->write))
 			break;
 		iov[n].iov_base = dmirror_entry_address(entry, vpn + n);
@@ -211,7 +211,7 @@ static int dmirror_do_fault(struct dmirror *dmirror, struct hmm_range *range)
 		 * device-memory layer maps owned device pages to their
 		 * backing storage here (pitfall 6.4.12).
 		 */
-		ret = dpt_store(&dmirror->pt, vpn + i,
+		ret = hetmem_radix_store(&dmirror->pt, vpn + i,
 				dpt_entry(hetmem_hmm_pfn_to_pfn(w),
 					  (w & HMM_PFN_WRITE) ? DPT_TAG_WRITE :
 								DPT_TAG_READ));

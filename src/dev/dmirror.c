@@ -137,7 +137,7 @@ static bool dmirror_interval_invalidate(struct mmu_interval_notifier *mni,
 	/* The range may exceed the notifier (RELEASE covers everything). */
 	if (end > mni->interval_tree.last)
 		end = mni->interval_tree.last + 1;
-	if (start < end && dpt_erase_range(&dmirror->pt, start >> HETMEM_PAGE_SHIFT,
+	if (start < end && hetmem_radix_erase_range(&dmirror->pt, start >> HETMEM_PAGE_SHIFT,
 					   (end - 1) >> HETMEM_PAGE_SHIFT))
 		dmirror_count_add(&dmirror->mdevice->stats, invalidations, 1);
 	hetmem_mutex_unlock(&dmirror->mutex);
@@ -169,12 +169,12 @@ bool dmirror_is_owner_process(const struct dmirror *dmirror)
  */
 void dmirror_prune(struct dmirror *dmirror)
 {
-	struct dpt_node *list;
+	struct hetmem_radix_node *list;
 
 	hetmem_mutex_lock(&dmirror->mutex);
-	list = dpt_prune(&dmirror->pt);
+	list = hetmem_radix_prune(&dmirror->pt);
 	hetmem_mutex_unlock(&dmirror->mutex);
-	dpt_free_nodes(&dmirror->pt, list);
+	hetmem_radix_free_nodes(&dmirror->pt, list);
 }
 
 /**
@@ -227,7 +227,8 @@ static struct dmirror *dmirror_alloc(struct dmirror_device *mdevice)
 	dmirror->mdevice = mdevice;
 	dmirror->pid = getpid();
 	hetmem_mutex_init(&dmirror->mutex);
-	dpt_init(&dmirror->pt, &mdevice->stats);
+	hetmem_radix_init(&dmirror->pt, &mdevice->stats.mirrored_pages,
+			  &mdevice->stats.table_bytes);
 	return dmirror;
 }
 
@@ -298,7 +299,7 @@ HETMEM_API void hetmem_dmirror_close(struct dmirror *mirror)
 	if (!mirror)
 		return;
 	mmu_interval_notifier_remove(&mirror->notifier);
-	dpt_destroy(&mirror->pt);
+	hetmem_radix_destroy(&mirror->pt);
 	dmirror_count_sub(&mirror->mdevice->stats, mirrors, 1);
 	free(mirror);
 }
