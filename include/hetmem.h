@@ -31,6 +31,11 @@
 #include <hetmem/mm/mm.h>
 #include <hetmem/mm/mmu_notifier.h>
 #include <hetmem/mm/hmm.h>
+#include <hetmem/mm/page.h>
+#include <hetmem/mm/memremap.h>
+#include <hetmem/mm/migrate.h>
+#include <hetmem/mm/rmap.h>
+#include <hetmem/core/radix.h>
 #include <hetmem/dev/dmirror.h>
 
 #endif /* HETMEM_H */

@@ -6,7 +6,7 @@
 #include <errno.h>
 #include <sys/mman.h>
 
-#include "mm/internal.h"
+#include "mm/devmem.h"
 
 /**
  * DOC: How hmm_range_fault() walks a range
@@ -117,16 +117,15 @@ static inline unsigned long hmm_min(unsigned long a, unsigned long b)
 }
 
 /*
- * Device-memory hook. A page migrated to device memory is not present in
- * the CPU page tables; the device-memory layer will recognise it here and
- * report it (owner == range->dev_private_owner: the device frame, VALID,
- * WRITE if writable, never faulted) or leave it to a fault that migrates
- * it back (another owner). Until that layer exists there are none.
+ * A page in device memory is not present in the CPU page tables: the
+ * caller's own device pages are reported (device frame, VALID, WRITE if
+ * writable, never faulted); any other page that left the CPU reads as not
+ * valid, and a fault request makes the walker fault it back.
  */
 static inline bool hmm_device_page(const struct hmm_walk *w,
 				   unsigned long addr, unsigned long *out)
 {
-	return false;
+	return hetmem_devtab_hmm(w->mm, addr, w->range->dev_private_owner, out);
 }
 
 /* Output word of a present page at @addr with categories @cat. */

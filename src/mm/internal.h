@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include <hetmem/core/interval_tree.h>
+#include <hetmem/core/radix.h>
 #include <hetmem/core/rwsem.h>
 #include <hetmem/core/spinlock.h>
 #include <hetmem/mm/hmm.h>
@@ -20,6 +21,7 @@
 #include "core/internal.h"
 
 struct hetmem_mm_monitor;
+struct hetmem_vma;
 
 /*
  * One process address space. The notifier fields follow the kernel's
@@ -45,6 +47,16 @@ struct mm_struct {
 	struct hetmem_mm_monitor *mon;	/* created with the first notifier */
 	struct hetmem_mm_stats stats;	/* updated with __atomic ops */
 	struct hetmem_lockdep_map inv_map;	/* "an invalidation runs" */
+
+	/* Device memory (devtab.c): pages of this mm that left the CPU. */
+	struct hetmem_mutex dev_lock;	/* devtab and own_removes */
+	struct hetmem_radix devtab;	/* vpn -> HETMEM_DEVTAB_* entry */
+	uint64_t dev_entries;
+	uint64_t dev_table_bytes;
+	struct hetmem_rw_semaphore fork_sem;	/* migrations vs fork */
+	unsigned long own_remove_start;	/* a REMOVE hetmem raised itself */
+	unsigned long own_remove_end;
+	struct hetmem_lockdep_map devfault_map;	/* "a CPU fault is served" */
 };
 
 /* monitor.c */
@@ -55,6 +67,16 @@ int hetmem_uffd_create(uint64_t want, uint64_t *features, char *reason,
 		       size_t reason_len);
 /* Fork reporting when the kernel refuses EVENT_FORK (no CAP_SYS_PTRACE). */
 void hetmem_mm_monitor_fork_prepare(struct mm_struct *mm);
+
+/* Register [start, end) of mapping @vma for missing-page faults too. */
+int hetmem_mm_watch_missing(struct mm_struct *mm, const struct hetmem_vma *vma,
+			    unsigned long start, unsigned long end);
+/* The monitor's userfaultfd, -1 when it is not running. */
+int hetmem_mm_uffd(struct mm_struct *mm);
+/* Wake the monitor so that it retries the faults it deferred. */
+void hetmem_mm_kick(struct mm_struct *mm);
+/* Features the monitor's userfaultfd has. */
+uint64_t hetmem_mm_uffd_features(struct mm_struct *mm);
 
 /* mmu_notifier.c: the teardown invalidation of every notifier. */
 void hetmem_mm_release_notifiers(struct mm_struct *mm);

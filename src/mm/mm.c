@@ -13,7 +13,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "mm/internal.h"
+#include "mm/devmem.h"
 #include "mm/pagewalk.h"
 
 /**
@@ -53,8 +53,18 @@ pid_t hetmem_mm_getpid(void)
 	return pid;
 }
 
+static struct mm_struct *fork_mm;	/* fork_sem held across fork() */
+
+static void mm_parent_after_fork(void)
+{
+	if (fork_mm)
+		hetmem_up_write(&fork_mm->fork_sem);
+	fork_mm = NULL;
+}
+
 static void mm_child_after_fork(void)
 {
+	fork_mm = NULL;
 	self_pid = 0;
 	pthread_mutex_init(&mm_create_lock, NULL);
 	if (process_mm)
@@ -66,20 +76,29 @@ static void mm_fork_prepare(void)
 {
 	struct mm_struct *mm = __atomic_load_n(&process_mm, __ATOMIC_ACQUIRE);
 
-	if (mm)
-		hetmem_mm_monitor_fork_prepare(mm);
+	if (!mm || hetmem_mm_in_monitor())
+		return;
+	/*
+	 * The child gets no device memory: every device and device-exclusive
+	 * page comes back first (the kernel restores exclusive entries and
+	 * shares device entries copy-on-write; the child's data is the same).
+	 */
+	hetmem_down_write(&mm->fork_sem);
+	fork_mm = mm;
+	hetmem_migrate_evict_all(mm);
+	hetmem_mm_monitor_fork_prepare(mm);
 }
 
 static pthread_once_t mm_fork_once = PTHREAD_ONCE_INIT;
 
 static void mm_register_fork_handler(void)
 {
-	pthread_atfork(mm_fork_prepare, NULL, mm_child_after_fork);
+	pthread_atfork(mm_fork_prepare, mm_parent_after_fork, mm_child_after_fork);
 }
 
 static struct mm_struct *mm_alloc(void)
 {
-	static const struct hetmem_lock_class_key inv_key;
+	static const struct hetmem_lock_class_key inv_key, fault_key;
 	struct mm_struct *mm;
 
 	if (sysconf(_SC_PAGESIZE) != (long)HETMEM_PAGE_SIZE)
@@ -97,6 +116,11 @@ static struct mm_struct *mm_alloc(void)
 	mm->itree = HETMEM_RB_ROOT_CACHED;
 	hetmem_lockdep_init_map(&mm->inv_map, "mmu_notifier_invalidate_range_start",
 				&inv_key, HETMEM_LOCKDEP_PSEUDO);
+	hetmem_lockdep_init_map(&mm->devfault_map, "device_memory_fault",
+				&fault_key, HETMEM_LOCKDEP_PSEUDO);
+	hetmem_mutex_init(&mm->dev_lock);
+	hetmem_radix_init(&mm->devtab, &mm->dev_entries, &mm->dev_table_bytes);
+	hetmem_init_rwsem(&mm->fork_sem);
 	return mm;
 }
 
@@ -454,8 +478,10 @@ HETMEM_API void hetmem_mm_teardown(void)
 	pthread_mutex_unlock(&mm_create_lock);
 	if (!mm)
 		return;
+	hetmem_migrate_evict_all(mm);
 	hetmem_mm_release_notifiers(mm);
 	hetmem_mm_monitor_stop(mm);
+	hetmem_staging_stop();
 	hetmem_pagewalk_close();
 	mmput(mm);
 	mmdrop(mm);

@@ -20,7 +20,7 @@
 #include <unistd.h>
 #include <linux/userfaultfd.h>
 
-#include "mm/internal.h"
+#include "mm/devmem.h"
 
 /**
  * DOC: The monitor thread
@@ -83,8 +83,9 @@
 #define UFFD_FEAT_WP_HUGETLBFS_SHMEM (1ULL << 12)
 #define UFFD_FEAT_WP_ASYNC (1ULL << 15)
 #define UFFD_FEAT_MOVE (1ULL << 16)
+#define UFFD_FEAT_THREAD_ID (1ULL << 8)
 #define UFFD_OPTIONAL (UFFD_FEAT_WP_HUGETLBFS_SHMEM | UFFD_FEAT_WP_ASYNC | \
-		       UFFD_FEAT_MOVE)
+		       UFFD_FEAT_MOVE | UFFD_FEAT_THREAD_ID)
 #define USER_MODE_ONLY 1
 
 #define MSG_BATCH 32
@@ -92,6 +93,8 @@
 #define SEG_SLAB_BYTES (64 * 1024)
 /* Segments handled per lock hold (fork reporting, mremap). */
 #define SEG_BATCH 32
+/* Faults kept for a later try; each faulting thread has at most one. */
+#define DEFERRED_MAX 4096
 
 struct watch_seg {
 	struct hetmem_interval_tree_node node;
@@ -122,6 +125,9 @@ struct hetmem_mm_monitor {
 	struct uffd_msg rescued[RESCUE_QUEUE];
 	unsigned int nrescued;
 	bool rescue_warned;
+
+	struct uffd_msg *deferred;	/* faults to serve again (monitor only) */
+	unsigned int ndeferred;
 
 	struct hetmem_mutex reg_lock;	/* the segment tree and pool */
 	struct hetmem_rb_root_cached segs;
@@ -404,6 +410,67 @@ out_unlock:
 	return ret;
 }
 
+/* [start, end) is still mapped by one mapping (registration may split). */
+static bool still_mapped(struct mm_struct *mm, unsigned long start,
+			 unsigned long end)
+{
+	struct hetmem_vma now;
+
+	return hetmem_vma_find(mm, start, &now) == 0 && now.start <= start &&
+	       now.end >= end;
+}
+
+int hetmem_mm_watch_missing(struct mm_struct *mm, const struct hetmem_vma *vma,
+			    unsigned long start, unsigned long end)
+{
+	struct hetmem_mm_monitor *mon = __atomic_load_n(&mm->mon, __ATOMIC_ACQUIRE);
+	unsigned int mode = UFFDIO_REGISTER_MODE_WP | UFFDIO_REGISTER_MODE_MISSING;
+	int ret = 0;
+
+	if (!mon)
+		return -EOPNOTSUPP;
+	hetmem_mutex_lock(&mon->reg_lock);
+	if (seg_covered(mon, start, end, mode))
+		goto out_unlock;
+	ret = uffd_register(mon, start, end, mode);
+	if (ret == -EINVAL || ret == -EBUSY || ret == -EPERM)
+		ret = -EOPNOTSUPP;
+	if (ret)
+		goto out_unlock;
+	if (still_mapped(mm, start, end) && !seg_add(mon, start, end, mode))
+		ret = -ENOMEM;
+	(void)vma;
+out_unlock:
+	hetmem_mutex_unlock(&mon->reg_lock);
+	return ret;
+}
+
+int hetmem_mm_uffd(struct mm_struct *mm)
+{
+	struct hetmem_mm_monitor *mon = __atomic_load_n(&mm->mon, __ATOMIC_ACQUIRE);
+
+	return mon ? mon->uffd : -1;
+}
+
+uint64_t hetmem_mm_uffd_features(struct mm_struct *mm)
+{
+	struct hetmem_mm_monitor *mon = __atomic_load_n(&mm->mon, __ATOMIC_ACQUIRE);
+
+	return mon ? mon->features : 0;
+}
+
+void hetmem_mm_kick(struct mm_struct *mm)
+{
+	struct hetmem_mm_monitor *mon = __atomic_load_n(&mm->mon, __ATOMIC_ACQUIRE);
+
+	if (mon && !on_monitor)
+		eventfd_write(mon->wake_fd, 1);
+}
+
+/*
+ * Missing-mode segments stay registered: the holes they contain stand for
+ * pages in device memory, and unregistering would turn them into zeros.
+ */
 void hetmem_mm_unwatch_all(struct mm_struct *mm)
 {
 	struct hetmem_mm_monitor *mon = __atomic_load_n(&mm->mon, __ATOMIC_ACQUIRE);
@@ -416,12 +483,17 @@ void hetmem_mm_unwatch_all(struct mm_struct *mm)
 	hetmem_spin_lock(&mm->lock);
 	notifiers = mm->nr_notifiers;
 	hetmem_spin_unlock(&mm->lock);
-	while (!notifiers && (n = hetmem_interval_tree_iter_first(&mon->segs, 0,
-								 ULONG_MAX))) {
+	n = notifiers ? NULL : hetmem_interval_tree_iter_first(&mon->segs, 0, ULONG_MAX);
+	while (n) {
+		struct hetmem_interval_tree_node *next =
+			hetmem_interval_tree_iter_next(n, 0, ULONG_MAX);
 		struct uffdio_range r = { n->start, n->last - n->start + 1 };
 
-		ioctl(mon->uffd, UFFDIO_UNREGISTER, &r);	/* gone is fine */
-		seg_free(mon, seg_of(n));
+		if (!(seg_of(n)->mode & UFFDIO_REGISTER_MODE_MISSING)) {
+			ioctl(mon->uffd, UFFDIO_UNREGISTER, &r);	/* gone is fine */
+			seg_free(mon, seg_of(n));
+		}
+		n = next;
 	}
 	if (!notifiers)
 		__atomic_store_n(&mm->stats.watched_bytes, 0, __ATOMIC_RELAXED);
@@ -520,6 +592,17 @@ static void handle_unmap(struct hetmem_mm_monitor *mon, unsigned long start,
 	seg_del(mon, start, end);
 	hetmem_mutex_unlock(&mon->reg_lock);
 	invalidate(mon, MMU_NOTIFY_UNMAP, start, end);
+	hetmem_devtab_unmap(mon->mm, start, end);
+}
+
+static void handle_remove(struct hetmem_mm_monitor *mon, unsigned long start,
+			  unsigned long end)
+{
+	bool own;
+
+	hetmem_devtab_remove(mon->mm, start, end, &own);
+	if (!own)
+		invalidate(mon, MMU_NOTIFY_CLEAR, start, end);
 }
 
 static void handle_remap(struct hetmem_mm_monitor *mon, unsigned long from,
@@ -529,6 +612,42 @@ static void handle_remap(struct hetmem_mm_monitor *mon, unsigned long from,
 	seg_move(mon, from, to, len);
 	hetmem_mutex_unlock(&mon->reg_lock);
 	invalidate(mon, MMU_NOTIFY_UNMAP, from, from + len);
+	hetmem_devtab_move(mon->mm, from, to, len);
+}
+
+/* ---- page faults (device memory) ---- */
+
+static void defer_fault(struct hetmem_mm_monitor *mon, const struct uffd_msg *msg)
+{
+	if (mon->ndeferred == DEFERRED_MAX) {
+		/* Cannot happen: one fault per thread. Keep the oldest. */
+		HETMEM_WARN(true, "more than %d threads faulting on device memory",
+			    DEFERRED_MAX);
+		return;
+	}
+	mon->deferred[mon->ndeferred++] = *msg;
+	hetmem_devmem_count(fault_retries, 1);
+}
+
+static void handle_fault(struct hetmem_mm_monitor *mon, const struct uffd_msg *msg)
+{
+	if (hetmem_fault_serve(mon->mm, msg) == -EAGAIN)
+		defer_fault(mon, msg);
+}
+
+/* Serve the deferred faults again; those still waiting stay, in order. */
+static void retry_deferred(struct hetmem_mm_monitor *mon)
+{
+	unsigned int i, n = mon->ndeferred, kept = 0;
+
+	for (i = 0; i < n; i++) {
+		if (hetmem_fault_serve(mon->mm, &mon->deferred[i]) == -EAGAIN)
+			mon->deferred[kept++] = mon->deferred[i];
+	}
+	/* Faults deferred while retrying were appended after n. */
+	for (i = n; i < mon->ndeferred; i++)
+		mon->deferred[kept++] = mon->deferred[i];
+	mon->ndeferred = kept;
 }
 
 static void handle_msg(struct hetmem_mm_monitor *mon, const struct uffd_msg *msg)
@@ -540,8 +659,7 @@ static void handle_msg(struct hetmem_mm_monitor *mon, const struct uffd_msg *msg
 		break;
 	case UFFD_EVENT_REMOVE:
 		count_event(mon, HETMEM_MM_EV_REMOVE);
-		invalidate(mon, MMU_NOTIFY_CLEAR, msg->arg.remove.start,
-			   msg->arg.remove.end);
+		handle_remove(mon, msg->arg.remove.start, msg->arg.remove.end);
 		break;
 	case UFFD_EVENT_REMAP:
 		count_event(mon, HETMEM_MM_EV_REMAP);
@@ -551,6 +669,9 @@ static void handle_msg(struct hetmem_mm_monitor *mon, const struct uffd_msg *msg
 	case UFFD_EVENT_FORK:
 		count_event(mon, HETMEM_MM_EV_FORK);
 		handle_fork(mon, (int)msg->arg.fork.ufd);
+		break;
+	case UFFD_EVENT_PAGEFAULT:
+		handle_fault(mon, msg);
 		break;
 	default:
 		count_event(mon, HETMEM_MM_EV_OTHER);
@@ -622,13 +743,16 @@ static void *monitor_main(void *arg)
 
 	on_monitor = true;
 	while (!__atomic_load_n(&mon->stop, __ATOMIC_ACQUIRE)) {
-		if (poll(pfd, 2, -1) < 0 && errno != EINTR)
+		/* Deferred faults wait for a lock or an event: look again soon. */
+		if (poll(pfd, 2, mon->ndeferred ? 1 : -1) < 0 && errno != EINTR)
 			break;
 		if (pfd[1].revents & POLLIN)
 			drain_wake_fd(mon);
 		__atomic_fetch_add(&mon->cycle_started, 1, __ATOMIC_SEQ_CST);
 		run_cycle(mon);
 		finish_cycle(mon);
+		if (mon->ndeferred)
+			retry_deferred(mon);
 	}
 	return NULL;
 }
@@ -712,6 +836,11 @@ static struct hetmem_mm_monitor *monitor_alloc(struct mm_struct *mm)
 
 	if (!mon)
 		return NULL;
+	mon->deferred = calloc(DEFERRED_MAX, sizeof(*mon->deferred));
+	if (!mon->deferred) {
+		free(mon);
+		return NULL;
+	}
 	mon->mm = mm;
 	mon->segs = HETMEM_RB_ROOT_CACHED;
 	pthread_mutex_init(&mon->rescue_lock, NULL);
@@ -728,6 +857,7 @@ static void monitor_free(struct hetmem_mm_monitor *mon)
 		mon->slabs = next;
 	}
 	pthread_mutex_destroy(&mon->rescue_lock);
+	free(mon->deferred);
 	free(mon);
 }
 

@@ -93,6 +93,15 @@ struct hetmem_dmirror_stats {
 	uint64_t invalidations;		/* callbacks that erased entries */
 	uint64_t fault_rounds;		/* device fault rounds */
 	uint64_t reads, writes, snapshots;
+	uint64_t chunks;		/* device memory chunks created */
+	uint64_t capacity_pages;	/* device memory limit, in pages */
+	uint64_t device_pages;		/* device pages in chunks */
+	uint64_t device_pages_used;	/* device pages holding data */
+	uint64_t migrated_to_dev;	/* pages moved to the device */
+	uint64_t migrated_to_sys;	/* pages moved back (commands, faults) */
+	uint64_t cpu_faults;		/* migrate_to_ram calls */
+	uint64_t evicted;		/* pages evicted to make room */
+	uint64_t exclusive;		/* pages made device-exclusive */
 };
 
 HETMEM_API int hetmem_dmirror_open(unsigned int minor, struct dmirror **mirror);
@@ -102,6 +111,7 @@ HETMEM_API int hetmem_dmirror_cmd(struct dmirror *mirror, unsigned long request,
 HETMEM_API int hetmem_dmirror_device_type(unsigned int minor);
 HETMEM_API int hetmem_dmirror_get_stats(unsigned int minor,
 					struct hetmem_dmirror_stats *stats);
+HETMEM_API int hetmem_dmirror_set_capacity(unsigned int minor, uint64_t bytes);
 
 HETMEM_END_DECLS
 

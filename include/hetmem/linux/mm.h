@@ -12,6 +12,7 @@
 #define HETMEM_LINUX_MM_H
 
 #include <hetmem/mm/mm.h>
+#include <hetmem/mm/page.h>
 #ifdef HETMEM_LINUX_COMPAT
 #include <hetmem/linux/compat.h>
 #endif

@@ -1,0 +1,971 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hetmem - migrate_vma: moving pages between the CPU and device memory.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <linux/userfaultfd.h>
+
+#include "mm/devmem.h"
+
+/**
+ * DOC: How a page leaves the CPU
+ *
+ * The kernel replaces the page-table entry of a migrating page by a
+ * migration entry: from then on a CPU access waits, and the page's
+ * content is stable while the driver copies it. hetmem uses the
+ * mechanisms the kernel offers to userspace (measured in
+ * ../shared/spec/mechanisms.md, Q2):
+ *
+ *  - The range around the page is registered with the monitor's
+ *    userfaultfd for missing-page faults (2 MiB-aligned windows, clipped
+ *    to the mapping), so that a hole there faults to hetmem instead of
+ *    reading as zeros.
+ *  - The page is moved out with UFFDIO_MOVE into hetmem's staging area
+ *    (staging.c), at the same offset in a 2 MiB block, so one ioctl moves
+ *    a whole run and a 2 MiB transparent huge page moves as one PMD. The
+ *    move is atomic for the CPU: a write lands before it, or faults after
+ *    it and waits. It allocates nothing, copies nothing, and raises no
+ *    address-space event (the staging area is registered on a second
+ *    userfaultfd that has no events, and the move goes through it, so it
+ *    never fails with EAGAIN either).
+ *  - UFFDIO_MOVE needs a writable private anonymous source that no other
+ *    process shares. A copy-on-write page shared with a forked child is
+ *    made exclusive with MADV_POPULATE_WRITE first (the child keeps its
+ *    copy, which is what it would see in the kernel too). A read-only
+ *    mapping falls back to write-protect, copy, then MADV_DONTNEED: the
+ *    write-protection closes the window in which a write (after an
+ *    mprotect) could land between the copy and the drop, and the REMOVE
+ *    event that the drop raises is recognised as hetmem's own. That
+ *    fallback makes the calling thread wait for the monitor, so the
+ *    monitor itself never takes it (such pages are not collected there).
+ *  - Back: the driver copies into a staging page placed at the
+ *    destination's offset, and UFFDIO_MOVE moves it into the hole through
+ *    the monitor's userfaultfd, which also wakes any thread waiting on
+ *    the page. That ioctl fails with EAGAIN while an address-space event
+ *    is queued; other threads wait for the monitor to deliver it, the
+ *    monitor itself gives up the page and serves the fault again later.
+ *    Read-only mappings are filled with UFFDIO_COPY.
+ *
+ * Per page, the device entry (devtab.c) is the state machine shared with
+ * the fault handler: set to MIGRATING under the table lock before the
+ * page moves, and to DEVICE (or erased, for a page that went back) in
+ * migrate_vma_finalize(), which wakes the monitor to serve the faults it
+ * deferred. An event that erases a MIGRATING entry (munmap, MADV_DONTNEED)
+ * makes the migration drop the page, as the kernel does when it finds its
+ * migration entry gone.
+ *
+ * migrate_vma_setup() takes the read side of the mm's fork semaphore and
+ * migrate_vma_finalize() releases it, so that fork(), which brings every
+ * device page back first, never sees a migration half done. Calls on the
+ * monitor thread (from migrate_to_ram) skip it: they only bring pages
+ * back, which is what fork wants, and fork waits for the monitor.
+ */
+
+enum mig_kind {
+	KIND_NONE,
+	KIND_HOLE,		/* hole or zero page, nothing to copy */
+	KIND_MOVED,		/* system page moved into a staging page */
+	KIND_COPIED,		/* system page copied, then dropped */
+	KIND_DEVICE,		/* device page */
+};
+
+struct hetmem_migrate {
+	struct mm_struct *mm;
+	bool on_monitor;
+	bool fork_locked;
+	bool vma_write;
+	uint8_t kind[];
+};
+
+#define WINDOW_PAGES HPAGE_PMD_NR
+
+static struct hetmem_mutex copy_fallback_lock = HETMEM_MUTEX_INIT(copy_fallback_lock);
+
+static unsigned long mig_addr(const struct migrate_vma *args, unsigned long i)
+{
+	return args->start + (i << HETMEM_PAGE_SHIFT);
+}
+
+/* ---- setup: checks ---- */
+
+static bool mig_vma_ok(const struct vm_area_struct *vma)
+{
+	return !(vma->vm_flags & (VM_HUGETLB | VM_IO | VM_PFNMAP | VM_MIXEDMAP)) &&
+	       !vma->hetmem_special;
+}
+
+static int mig_check(struct migrate_vma *args)
+{
+	struct vm_area_struct *vma = args->vma;
+
+	args->start &= HETMEM_PAGE_MASK;
+	args->end &= HETMEM_PAGE_MASK;
+	if (!vma || !args->src || !args->dst || args->start >= args->end)
+		return -EINVAL;
+	if (args->start < vma->vm_start || args->end > vma->vm_end ||
+	    !mig_vma_ok(vma) || !hetmem_mm_is_current(vma->vm_mm))
+		return -EINVAL;
+	if (args->fault_page && (!is_device_private_page(args->fault_page) ||
+				 !(page_folio(args->fault_page)->page.flags &
+				   HETMEM_PGF_LOCKED)))
+		return -EINVAL;
+	return 0;
+}
+
+/* The mapping as it is now: private anonymous, or nothing migrates. */
+static bool mig_private_anon(struct mm_struct *mm, struct migrate_vma *args,
+			     struct hetmem_migrate *mig)
+{
+	struct hetmem_vma now;
+
+	if (hetmem_vma_find(mm, args->start, &now) || now.start > args->start ||
+	    now.end < args->end)
+		return false;
+	mig->vma_write = now.flags & HETMEM_VMA_WRITE;
+	return !(now.flags & (HETMEM_VMA_SHARED | HETMEM_VMA_FILE |
+			      HETMEM_VMA_HUGETLB | HETMEM_VMA_SPECIAL));
+}
+
+/* Missing-fault registration of the 2 MiB windows around the range. */
+static int mig_watch(struct mm_struct *mm, struct migrate_vma *args)
+{
+	struct hetmem_vma vma;
+	unsigned long s = args->start & ~(HETMEM_PMD_SIZE - 1);
+	unsigned long e = (args->end + HETMEM_PMD_SIZE - 1) & ~(HETMEM_PMD_SIZE - 1);
+
+	if (hetmem_vma_find(mm, args->start, &vma))
+		return -EFAULT;
+	if (s < vma.start)
+		s = vma.start;
+	if (e > vma.end || e < args->end)
+		e = vma.end;
+	return hetmem_mm_watch_missing(mm, &vma, s, e);
+}
+
+/* ---- setup: collecting ---- */
+
+/* Decide what page @i is and mark it MIGRATING. Table lock held. */
+static void mig_collect_one(struct migrate_vma *args, struct hetmem_migrate *mig,
+			    unsigned long i, uint16_t cat)
+{
+	struct mm_struct *mm = mig->mm;
+	unsigned long vpn = mig_addr(args, i) >> HETMEM_PAGE_SHIFT;
+	uint64_t e = hetmem_radix_lookup(&mm->devtab, vpn);
+	struct page *page;
+
+	if (hetmem_devtab_type(e) == HETMEM_DEVTAB_DEVICE) {
+		page = hetmem_device_pfn_to_page(hetmem_devtab_pfn(e));
+		if (!(args->flags & MIGRATE_VMA_SELECT_DEVICE_PRIVATE) || !page ||
+		    page->pgmap->owner != args->pgmap_owner)
+			return;
+		if (page != args->fault_page && !trylock_page(page))
+			return;
+		get_page(page);
+		args->src[i] = migrate_pfn(hetmem_devtab_pfn(e)) | MIGRATE_PFN_MIGRATE |
+			       ((e & HETMEM_DEVTAB_WRITE) ? MIGRATE_PFN_WRITE : 0);
+		mig->kind[i] = KIND_DEVICE;
+	} else if (e || !(args->flags & MIGRATE_VMA_SELECT_SYSTEM) ||
+		   (cat & (HETMEM_PG_SWAPPED | HETMEM_PG_FILE | HETMEM_PG_GUARD))) {
+		return;
+	} else if (!(cat & HETMEM_PG_PRESENT) || (cat & HETMEM_PG_PFNZERO)) {
+		args->src[i] = MIGRATE_PFN_MIGRATE;
+		mig->kind[i] = KIND_HOLE;
+	} else {
+		mig->kind[i] = KIND_MOVED;	/* src filled once it has moved */
+	}
+	if (hetmem_radix_store(&mm->devtab, vpn,
+			       hetmem_devtab_entry(0, HETMEM_DEVTAB_MIGRATING))) {
+		mig->kind[i] = KIND_NONE;
+		args->src[i] = 0;
+	}
+}
+
+static void mig_collect(struct migrate_vma *args, struct hetmem_migrate *mig,
+			const uint16_t *cats)
+{
+	unsigned long i;
+
+	hetmem_mutex_lock(&mig->mm->dev_lock);
+	for (i = 0; i < args->npages; i++)
+		mig_collect_one(args, mig, i, cats ? cats[i] : 0);
+	hetmem_mutex_unlock(&mig->mm->dev_lock);
+}
+
+/* Page @i could not be detached: forget it. */
+static void mig_drop(struct migrate_vma *args, struct hetmem_migrate *mig,
+		     unsigned long i)
+{
+	unsigned long vpn = mig_addr(args, i) >> HETMEM_PAGE_SHIFT;
+
+	hetmem_mutex_lock(&mig->mm->dev_lock);
+	if (hetmem_devtab_type(hetmem_radix_lookup(&mig->mm->devtab, vpn)) ==
+	    HETMEM_DEVTAB_MIGRATING)
+		hetmem_radix_erase_range(&mig->mm->devtab, vpn, vpn);
+	hetmem_mutex_unlock(&mig->mm->dev_lock);
+	mig->kind[i] = KIND_NONE;
+	args->src[i] = 0;
+	hetmem_devmem_count(migrate_skipped, 1);
+}
+
+/* Record that page @i now lives in staging page @page. */
+static void mig_detached(struct migrate_vma *args, struct hetmem_migrate *mig,
+			 unsigned long i, struct page *page, enum mig_kind kind)
+{
+	mig->kind[i] = kind;
+	args->src[i] = migrate_pfn(page_to_pfn(page)) | MIGRATE_PFN_MIGRATE |
+		       (mig->vma_write ? MIGRATE_PFN_WRITE : 0);
+	lock_page(page);
+}
+
+/* ---- setup: detaching by moving ---- */
+
+/* Staging pages for the run [i, i + n): consecutive, or fewer returned. */
+static unsigned long mig_stage(struct migrate_vma *args, unsigned long i,
+			       unsigned long n, struct page **pages)
+{
+	unsigned long k;
+
+	for (k = 0; k < n; k++) {
+		pages[k] = hetmem_staging_alloc(0, mig_addr(args, i + k), true);
+		if (!pages[k] || (k && page_to_pfn(pages[k]) !=
+				  page_to_pfn(pages[k - 1]) + 1)) {
+			if (pages[k])
+				put_page(pages[k]);
+			break;
+		}
+	}
+	return k;
+}
+
+/*
+ * Move [addr, addr + n pages) into @pages. A hole that appeared meanwhile
+ * (ENOENT) is skipped page by page; a shared page (EBUSY) is made
+ * exclusive once. Returns the pages handled, with @moved[] saying which
+ * moved, or -errno when the rest of the run must take the copy path.
+ */
+static long mig_move_run(struct mm_struct *mm, unsigned long addr,
+			 unsigned long n, struct page **pages, bool *moved)
+{
+	unsigned long done = 0, step;
+	bool unshared = false;
+	long ret;
+
+	while (done < n) {
+		unsigned long a = addr + (done << HETMEM_PAGE_SHIFT);
+
+		ret = hetmem_staging_move_in((unsigned long)page_address(pages[done]),
+					     a, (n - done) << HETMEM_PAGE_SHIFT,
+					     false, &step);
+		step = (ret >= 0 ? (unsigned long)ret : step) >> HETMEM_PAGE_SHIFT;
+		for (unsigned long k = 0; k < step; k++)
+			moved[done + k] = true;
+		done += step;
+		if (ret >= 0)
+			continue;
+		if (ret == -ENOENT) {
+			moved[done++] = false;
+		} else if (ret == -EBUSY && !unshared) {
+			unshared = true;
+			madvise((void *)a, HETMEM_PAGE_SIZE, MADV_POPULATE_WRITE);
+		} else {
+			return done ? (long)done : ret;
+		}
+	}
+	(void)mm;
+	return (long)n;
+}
+
+/* Write-protect, copy, drop: for pages UFFDIO_MOVE refuses. */
+static int mig_copy_run(struct migrate_vma *args, struct hetmem_migrate *mig,
+			unsigned long i, unsigned long n, struct page **pages)
+{
+	struct mm_struct *mm = mig->mm;
+	unsigned long addr = mig_addr(args, i), len = n << HETMEM_PAGE_SHIFT;
+	struct uffdio_writeprotect wp = {
+		.range = { .start = addr, .len = len },
+		.mode = UFFDIO_WRITEPROTECT_MODE_WP,
+	};
+	int64_t deadline = hetmem_ktime_get() + 1000LL * 1000 * 1000;
+
+	while (ioctl(hetmem_mm_uffd(mm), UFFDIO_WRITEPROTECT, &wp)) {
+		if (errno != EAGAIN || hetmem_mm_sync_events(mm, deadline))
+			return -errno;
+	}
+	for (unsigned long k = 0; k < n; k++)
+		memcpy(page_address(pages[k]), (void *)(addr + (k << HETMEM_PAGE_SHIFT)),
+		       HETMEM_PAGE_SIZE);
+	hetmem_mutex_lock(&copy_fallback_lock);
+	hetmem_mutex_lock(&mm->dev_lock);
+	mm->own_remove_start = addr;
+	mm->own_remove_end = addr + len;
+	hetmem_mutex_unlock(&mm->dev_lock);
+	madvise((void *)addr, len, MADV_DONTNEED);
+	hetmem_mutex_lock(&mm->dev_lock);
+	mm->own_remove_start = mm->own_remove_end = 0;
+	hetmem_mutex_unlock(&mm->dev_lock);
+	hetmem_mutex_unlock(&copy_fallback_lock);
+	hetmem_devmem_count(move_fallbacks, n);
+	return 0;
+}
+
+/* Detach the run of system pages [i, i + n), all in one 2 MiB window. */
+static void mig_detach_run(struct migrate_vma *args, struct hetmem_migrate *mig,
+			   unsigned long i, unsigned long n)
+{
+	struct page *pages[WINDOW_PAGES];
+	uint8_t how[WINDOW_PAGES] = { KIND_NONE };
+	bool moved[WINDOW_PAGES] = { false };
+	unsigned long k, got = mig_stage(args, i, n, pages);
+	long done = got ? mig_move_run(mig->mm, mig_addr(args, i), got, pages, moved) : 0;
+
+	if (done < 0)
+		done = 0;
+	for (k = 0; k < (unsigned long)done; k++)
+		how[k] = moved[k] ? KIND_MOVED : KIND_NONE;
+	if ((unsigned long)done < got && !mig->on_monitor &&
+	    !mig_copy_run(args, mig, i + done, got - done, pages + done)) {
+		for (k = done; k < got; k++)
+			how[k] = KIND_COPIED;
+	}
+	for (k = 0; k < n; k++) {
+		if (k < got && how[k] != KIND_NONE) {
+			mig_detached(args, mig, i + k, pages[k], how[k]);
+			continue;
+		}
+		if (k < got)
+			put_page(pages[k]);
+		mig_drop(args, mig, i + k);
+	}
+}
+
+/* Detach every KIND_MOVED page, run by run within 2 MiB windows. */
+static void mig_detach(struct migrate_vma *args, struct hetmem_migrate *mig)
+{
+	unsigned long i = 0, j;
+
+	while (i < args->npages) {
+		if (mig->kind[i] != KIND_MOVED || args->src[i]) {
+			i++;
+			continue;
+		}
+		for (j = i + 1; j < args->npages && mig->kind[j] == KIND_MOVED &&
+		     !args->src[j] && (mig_addr(args, j) & (HETMEM_PMD_SIZE - 1)); j++)
+			;
+		mig_detach_run(args, mig, i, j - i);
+		i = j;
+	}
+}
+
+static struct hetmem_migrate *mig_alloc(struct migrate_vma *args)
+{
+	struct hetmem_migrate *mig = calloc(1, sizeof(*mig) + args->npages);
+
+	if (!mig)
+		return NULL;
+	mig->mm = args->vma->vm_mm;
+	mig->on_monitor = hetmem_mm_in_monitor();
+	return mig;
+}
+
+static void mig_notify(struct migrate_vma *args, bool start)
+{
+	struct mmu_notifier_range range;
+
+	mmu_notifier_range_init_owner(&range, MMU_NOTIFY_MIGRATE, 0,
+				      args->vma->vm_mm, args->start, args->end,
+				      args->pgmap_owner);
+	if (start)
+		mmu_notifier_invalidate_range_start(&range);
+	else
+		mmu_notifier_invalidate_range_end(&range);
+}
+
+static int mig_prepare(struct migrate_vma *args, struct hetmem_migrate *mig)
+{
+	struct mm_struct *mm = mig->mm;
+	int ret = hetmem_staging_start();
+
+	if (!ret)
+		ret = hetmem_mm_monitor_start(mm);
+	if (ret)
+		return ret;
+	if (!mig->on_monitor) {
+		hetmem_down_read(&mm->fork_sem);
+		mig->fork_locked = true;
+		hetmem_mm_sync_events(mm, hetmem_ktime_get() + 1000LL * 1000 * 1000);
+	}
+	return 0;
+}
+
+/* Collect and detach; the pages of [start, end) are then the migration's. */
+static void mig_gather(struct migrate_vma *args, struct hetmem_migrate *mig)
+{
+	uint16_t *cats = NULL;
+	bool anon = mig_private_anon(mig->mm, args, mig);
+
+	if ((args->flags & MIGRATE_VMA_SELECT_SYSTEM) && anon &&
+	    !mig_watch(mig->mm, args)) {
+		cats = calloc(args->npages, sizeof(*cats));
+		if (cats && hetmem_pagemap_snapshot(mig->mm, args->start, args->end,
+						    cats)) {
+			free(cats);
+			cats = NULL;
+		}
+	}
+	if (!cats && (args->flags & MIGRATE_VMA_SELECT_SYSTEM)) {
+		/* Cannot see the system pages: select device pages only. */
+		unsigned long flags = args->flags;
+
+		args->flags &= ~(unsigned long)MIGRATE_VMA_SELECT_SYSTEM;
+		mig_collect(args, mig, NULL);
+		args->flags = flags;
+	} else {
+		mig_collect(args, mig, cats);
+	}
+	free(cats);
+	mig_detach(args, mig);
+}
+
+/**
+ * migrate_vma_setup() - collect and detach the pages of a range
+ * @args: the migration; vma, start, end, src, dst, pgmap_owner and flags
+ *	are read, src, cpages, npages and end written
+ *
+ * See DOC: migrate_vma in <hetmem/mm/migrate.h>. Every page with
+ * MIGRATE_PFN_MIGRATE in src[] is detached from the CPU afterwards: its
+ * data is in the staging page src[] names (or it is a hole), and CPU
+ * accesses wait until migrate_vma_finalize().
+ *
+ * Context: mmap lock held for reading. May sleep (moves pages, may wait
+ * for the address-space monitor). Allocates. Not inside an invalidate
+ * callback. On the monitor thread (from migrate_to_ram) only device pages
+ * and pages that can be moved are collected.
+ * Return: 0, also when nothing was collected; -EINVAL for bad arguments,
+ * a range not inside @args->vma, a hugetlb or special mapping, or an
+ * address space other than the caller's; -ENOMEM; -EOPNOTSUPP when the
+ * kernel lacks userfaultfd or UFFD_FEATURE_MOVE.
+ */
+HETMEM_API int migrate_vma_setup(struct migrate_vma *args)
+{
+	struct hetmem_migrate *mig;
+	int ret = args ? mig_check(args) : -EINVAL;
+
+	if (ret)
+		return ret;
+	args->npages = (args->end - args->start) >> HETMEM_PAGE_SHIFT;
+	args->cpages = 0;
+	memset(args->src, 0, args->npages * sizeof(*args->src));
+	mig = mig_alloc(args);
+	if (!mig)
+		return -ENOMEM;
+	ret = mig_prepare(args, mig);
+	if (ret) {
+		free(mig);
+		return ret;
+	}
+	args->priv = mig;
+	mig_notify(args, true);
+	mig_gather(args, mig);
+	mig_notify(args, false);
+	for (unsigned long i = 0; i < args->npages; i++)
+		args->cpages += !!(args->src[i] & MIGRATE_PFN_MIGRATE);
+	args->end = args->start + (args->npages << HETMEM_PAGE_SHIFT);
+	return 0;
+}
+
+/* ---- pages ---- */
+
+static bool mig_still_migrating(struct mm_struct *mm, unsigned long addr)
+{
+	return hetmem_devtab_type(hetmem_devtab_lookup(mm, addr)) ==
+	       HETMEM_DEVTAB_MIGRATING;
+}
+
+/* Move or copy a staging run into the application's hole at @addr. */
+int hetmem_migrate_install(struct mm_struct *mm, unsigned long addr,
+			   struct page *page, unsigned long nr, bool on_monitor)
+{
+	unsigned long src = (unsigned long)page_address(page);
+	unsigned long len = nr << HETMEM_PAGE_SHIFT;
+	int64_t deadline = hetmem_ktime_get() + 1000LL * 1000 * 1000;
+	bool copy = false;
+
+	for (;;) {
+		struct uffdio_move mv = { .dst = addr, .src = src, .len = len };
+		struct uffdio_copy cp = { .dst = addr, .src = src, .len = len };
+		int r = copy ? ioctl(hetmem_mm_uffd(mm), UFFDIO_COPY, &cp) :
+			       ioctl(hetmem_mm_uffd(mm), UFFDIO_MOVE, &mv);
+		long done = copy ? cp.copy : mv.move;
+
+		if (!r) {
+			if (!copy)
+				hetmem_staging_moved_out(page, nr);
+			return 0;
+		}
+		r = errno;
+		if (done > 0)
+			return -EIO;	/* partly installed: cannot happen for a hole */
+		if (r == EINVAL && !copy) {
+			copy = true;	/* read-only mapping */
+			continue;
+		}
+		if (r != EAGAIN || on_monitor || hetmem_mm_sync_events(mm, deadline))
+			return -r;
+	}
+}
+
+/* Install the run of system destinations [i, i + n) back into the mapping. */
+static void mig_install_run(struct migrate_vma *args, struct hetmem_migrate *mig,
+			    unsigned long i, unsigned long n)
+{
+	struct page *page = migrate_pfn_to_page(args->dst[i]);
+	unsigned long k;
+
+	for (k = 0; k < n; k++) {
+		if (!mig_still_migrating(mig->mm, mig_addr(args, i + k)))
+			break;
+	}
+	if (k == n && !hetmem_migrate_install(mig->mm, mig_addr(args, i), page, n,
+					      mig->on_monitor))
+		return;
+	for (k = 0; k < n; k++)
+		args->src[i + k] &= ~MIGRATE_PFN_MIGRATE;
+}
+
+/* Are dst[j] and dst[j - 1] consecutive staging pages of one window? */
+static bool mig_dst_follows(struct migrate_vma *args, unsigned long j)
+{
+	return (mig_addr(args, j) & (HETMEM_PMD_SIZE - 1)) &&
+	       (args->src[j] & MIGRATE_PFN_MIGRATE) &&
+	       (args->dst[j] >> MIGRATE_PFN_SHIFT) ==
+	       (args->dst[j - 1] >> MIGRATE_PFN_SHIFT) + 1;
+}
+
+static bool mig_dst_system(unsigned long dst)
+{
+	struct page *page = migrate_pfn_to_page(dst);
+
+	return page && (page->flags & HETMEM_PGF_STAGING);
+}
+
+/**
+ * migrate_vma_pages() - install the destinations the driver provided
+ * @migrate: the migration after migrate_vma_setup() and the driver's copy
+ *
+ * Entries whose dst[] is empty, or whose page was unmapped meanwhile, lose
+ * MIGRATE_PFN_MIGRATE. Device destinations take effect in
+ * migrate_vma_finalize(); system destinations (bringing device pages
+ * back) are moved into the mapping now.
+ *
+ * Context: mmap lock held for reading; may sleep (may wait for the
+ * address-space monitor to deliver queued events).
+ * Return: nothing; consult src[].
+ */
+HETMEM_API void migrate_vma_pages(struct migrate_vma *migrate)
+{
+	struct migrate_vma *args = migrate;
+	struct hetmem_migrate *mig = args->priv;
+	unsigned long i = 0, j;
+
+	while (mig && i < args->npages) {
+		if (!(args->src[i] & MIGRATE_PFN_MIGRATE)) {
+			i++;
+			continue;
+		}
+		if (!(args->dst[i] & MIGRATE_PFN_VALID) ||
+		    !mig_still_migrating(mig->mm, mig_addr(args, i))) {
+			args->src[i++] &= ~MIGRATE_PFN_MIGRATE;
+			continue;
+		}
+		if (mig->kind[i] != KIND_DEVICE) {
+			/* To a device: takes effect in finalize. */
+			if (!is_device_private_page(migrate_pfn_to_page(args->dst[i])))
+				args->src[i] &= ~MIGRATE_PFN_MIGRATE;
+			i++;
+			continue;
+		}
+		if (!mig_dst_system(args->dst[i])) {
+			args->src[i++] &= ~MIGRATE_PFN_MIGRATE;	/* device to device */
+			continue;
+		}
+		for (j = i + 1; j < args->npages && mig->kind[j] == KIND_DEVICE &&
+		     mig_dst_follows(args, j); j++)
+			;
+		mig_install_run(args, mig, i, j - i);
+		i = j;
+	}
+}
+
+/* ---- finalize ---- */
+
+/* A system page that did not leave: put it back where it was. */
+static void mig_restore_system(struct migrate_vma *args, struct hetmem_migrate *mig,
+			       unsigned long i, struct page *src)
+{
+	unsigned long addr = mig_addr(args, i);
+
+	if (mig_still_migrating(mig->mm, addr) && src)
+		hetmem_migrate_install(mig->mm, addr, src, 1, mig->on_monitor);
+}
+
+/* Replace the MIGRATING entry at @addr; false when an event erased it. */
+static bool mig_set_entry(struct mm_struct *mm, unsigned long addr, uint64_t e)
+{
+	unsigned long vpn = addr >> HETMEM_PAGE_SHIFT;
+	bool ours;
+
+	hetmem_mutex_lock(&mm->dev_lock);
+	ours = hetmem_devtab_type(hetmem_radix_lookup(&mm->devtab, vpn)) ==
+	       HETMEM_DEVTAB_MIGRATING;
+	if (ours && e)
+		ours = !hetmem_radix_store(&mm->devtab, vpn, e);
+	else if (ours)
+		hetmem_radix_erase_range(&mm->devtab, vpn, vpn);
+	hetmem_mutex_unlock(&mm->dev_lock);
+	return ours;
+}
+
+/* Page @i went to device page @dpage: the entry now names it. */
+static void mig_commit_to_device(struct migrate_vma *args, struct hetmem_migrate *mig,
+				 unsigned long i, struct page *dpage)
+{
+	unsigned long addr = mig_addr(args, i);
+	uint64_t flags = HETMEM_DEVTAB_DEVICE;
+
+	if (args->dst[i] & MIGRATE_PFN_WRITE)
+		flags |= HETMEM_DEVTAB_WRITE;
+	get_page(dpage);	/* the mapping's reference */
+	dpage->mm = mig->mm;
+	dpage->index = addr >> HETMEM_PAGE_SHIFT;
+	if (!mig_set_entry(mig->mm, addr,
+			   hetmem_devtab_entry(page_to_pfn(dpage), flags))) {
+		dpage->mm = NULL;	/* unmapped meanwhile */
+		put_page(dpage);
+		return;
+	}
+	hetmem_devmem_count(migrated_to_device, 1);
+}
+
+/* A device page that did not leave: its entry names it again. */
+static void mig_restore_device(struct migrate_vma *args, unsigned long i,
+			       struct hetmem_migrate *mig, struct page *dpage)
+{
+	uint64_t flags = HETMEM_DEVTAB_DEVICE;
+
+	if (args->src[i] & MIGRATE_PFN_WRITE)
+		flags |= HETMEM_DEVTAB_WRITE;
+	mig_set_entry(mig->mm, mig_addr(args, i),
+		      hetmem_devtab_entry(page_to_pfn(dpage), flags));
+}
+
+static void mig_release(struct page *page, const struct page *keep_locked)
+{
+	if (!page)
+		return;
+	if (page != keep_locked)
+		unlock_page(page);
+	put_page(page);
+}
+
+static void mig_finalize_one(struct migrate_vma *args, struct hetmem_migrate *mig,
+			     unsigned long i)
+{
+	struct page *src = migrate_pfn_to_page(args->src[i]);
+	struct page *dst = migrate_pfn_to_page(args->dst[i]);
+	bool moved = args->src[i] & MIGRATE_PFN_MIGRATE;
+	unsigned long addr = mig_addr(args, i);
+
+	if (mig->kind[i] == KIND_DEVICE) {
+		if (moved) {
+			mig_set_entry(mig->mm, addr, 0);
+			if (src)
+				src->mm = NULL;
+			put_page(src);	/* the mapping's reference */
+			hetmem_devmem_count(migrated_to_ram, 1);
+		} else {
+			mig_restore_device(args, i, mig, src);
+		}
+	} else if (moved && is_device_private_page(dst)) {
+		mig_commit_to_device(args, mig, i, dst);
+	} else {
+		mig_restore_system(args, mig, i, src);
+		mig_set_entry(mig->mm, addr, 0);
+	}
+	mig_release(src, args->fault_page);
+	if (dst && !(args->dst[i] & MIGRATE_PFN_VALID))
+		dst = NULL;
+	mig_release(dst, NULL);
+}
+
+/**
+ * migrate_vma_finalize() - finish a migration
+ * @migrate: the migration after migrate_vma_pages()
+ *
+ * Migrated pages now live at their destination; the others are back where
+ * they were, with their data. Threads that faulted on the range resume.
+ * Every source and destination page is unlocked (except @fault_page) and
+ * its migration reference dropped: a device page whose last reference
+ * goes is returned to its driver through page_free.
+ *
+ * Context: mmap lock held for reading; may sleep.
+ * Return: nothing.
+ */
+HETMEM_API void migrate_vma_finalize(struct migrate_vma *migrate)
+{
+	struct hetmem_migrate *mig = migrate->priv;
+	struct mm_struct *mm;
+
+	if (!mig)
+		return;
+	mm = mig->mm;
+	for (unsigned long i = 0; i < migrate->npages; i++) {
+		if (mig->kind[i] != KIND_NONE)
+			mig_finalize_one(migrate, mig, i);
+		else if (migrate->dst[i] & MIGRATE_PFN_VALID)
+			mig_release(migrate_pfn_to_page(migrate->dst[i]), NULL);
+	}
+	migrate->priv = NULL;
+	if (mig->fork_locked)
+		hetmem_up_read(&mm->fork_sem);
+	if (!mig->on_monitor)
+		hetmem_devtab_prune(mm);
+	free(mig);
+	hetmem_mm_kick(mm);
+}
+
+/* ---- device pages named by frame number (eviction) ---- */
+
+static void dev_notify(struct page *page, void *owner)
+{
+	struct mmu_notifier_range range;
+	unsigned long addr = page->index << HETMEM_PAGE_SHIFT;
+
+	mmu_notifier_range_init_owner(&range, MMU_NOTIFY_MIGRATE, 0, page->mm,
+				      addr, addr + HETMEM_PAGE_SIZE, owner);
+	mmu_notifier_invalidate_range_start(&range);
+	mmu_notifier_invalidate_range_end(&range);
+}
+
+/* Mark the CPU mapping of @page, if any, MIGRATING; returns its entry. */
+static uint64_t dev_detach(struct page *page)
+{
+	struct mm_struct *mm = page->mm;
+	uint64_t e = 0;
+
+	if (!mm)
+		return 0;
+	hetmem_mutex_lock(&mm->dev_lock);
+	e = hetmem_radix_lookup(&mm->devtab, page->index);
+	if (hetmem_devtab_type(e) == HETMEM_DEVTAB_DEVICE &&
+	    hetmem_devtab_pfn(e) == page_to_pfn(page))
+		hetmem_radix_store(&mm->devtab, page->index,
+				   hetmem_devtab_entry(0, HETMEM_DEVTAB_MIGRATING));
+	else
+		e = 0;
+	hetmem_mutex_unlock(&mm->dev_lock);
+	return e;
+}
+
+static unsigned long dev_collect(unsigned long pfn, void *owner)
+{
+	struct page *page = hetmem_device_pfn_to_page(pfn);
+	uint64_t e;
+
+	if (!page || !__atomic_load_n(&page->_refcount, __ATOMIC_ACQUIRE) ||
+	    (page->flags & HETMEM_PGF_TAIL) || !trylock_page(page))
+		return 0;
+	get_page(page);
+	if (page->mm)
+		dev_notify(page, owner ? owner : page->pgmap->owner);
+	e = dev_detach(page);
+	return migrate_pfn(pfn) | MIGRATE_PFN_MIGRATE |
+	       ((e & HETMEM_DEVTAB_WRITE) ? MIGRATE_PFN_WRITE : 0);
+}
+
+/**
+ * migrate_device_pfns() - collect device pages by frame number
+ * @src_pfns: in: device frame numbers; out: migrate words
+ * @npages: entries in @src_pfns
+ *
+ * For eviction without a virtual range: every page of @src_pfns that is
+ * in use and not locked by someone else is locked, referenced and
+ * detached from the CPU mapping that holds it (an MMU_NOTIFY_MIGRATE with
+ * the pagemap's owner is sent first); free or busy pages read 0.
+ *
+ * Context: may sleep (invalidate callbacks run). Not on the monitor thread
+ * with pages that a fault is waiting for.
+ * Return: 0.
+ */
+HETMEM_API int migrate_device_pfns(unsigned long *src_pfns, unsigned long npages)
+{
+	for (unsigned long i = 0; i < npages; i++)
+		src_pfns[i] = dev_collect(src_pfns[i], NULL);
+	return 0;
+}
+
+/**
+ * migrate_device_range() - collect a range of device pages
+ * @src_pfns: out: one migrate word per page
+ * @start: first device frame number
+ * @npages: pages in the range
+ *
+ * As migrate_device_pfns() for [@start, @start + @npages).
+ *
+ * Context: as migrate_device_pfns().
+ * Return: 0.
+ */
+HETMEM_API int migrate_device_range(unsigned long *src_pfns, unsigned long start,
+				    unsigned long npages)
+{
+	for (unsigned long i = 0; i < npages; i++)
+		src_pfns[i] = dev_collect(start + i, NULL);
+	return 0;
+}
+
+/**
+ * migrate_device_pages() - install the system pages a driver copied into
+ * @src_pfns: migrate words from migrate_device_pfns()/_range()
+ * @dst_pfns: system destinations (staging pages), 0 to decline
+ * @npages: entries
+ *
+ * A page that was mapped by the CPU gets its destination moved into the
+ * mapping now; entries that cannot be installed lose MIGRATE_PFN_MIGRATE.
+ *
+ * Context: may sleep (may wait for the address-space monitor).
+ * Return: nothing; consult @src_pfns.
+ */
+HETMEM_API void migrate_device_pages(unsigned long *src_pfns,
+				     unsigned long *dst_pfns, unsigned long npages)
+{
+	bool on_monitor = hetmem_mm_in_monitor();
+
+	for (unsigned long i = 0; i < npages; i++) {
+		struct page *spage = migrate_pfn_to_page(src_pfns[i]);
+		struct page *dpage = migrate_pfn_to_page(dst_pfns[i]);
+
+		if (!(src_pfns[i] & MIGRATE_PFN_MIGRATE))
+			continue;
+		if (!dpage || !(dpage->flags & HETMEM_PGF_STAGING) ||
+		    (spage->mm && (!mig_still_migrating(spage->mm,
+							 spage->index << HETMEM_PAGE_SHIFT) ||
+				   hetmem_migrate_install(spage->mm,
+							  spage->index << HETMEM_PAGE_SHIFT,
+							  dpage, 1, on_monitor))))
+			src_pfns[i] &= ~MIGRATE_PFN_MIGRATE;
+	}
+}
+
+/**
+ * migrate_device_finalize() - finish an eviction
+ * @src_pfns: migrate words from migrate_device_pages()
+ * @dst_pfns: the destinations
+ * @npages: entries
+ *
+ * Migrated pages are released (their driver gets page_free once the last
+ * reference goes); the others are mapped as device pages again. All
+ * pages are unlocked and the migration's references dropped.
+ *
+ * Context: may sleep.
+ * Return: nothing.
+ */
+HETMEM_API void migrate_device_finalize(unsigned long *src_pfns,
+					unsigned long *dst_pfns,
+					unsigned long npages)
+{
+	struct mm_struct *kick = NULL;
+
+	for (unsigned long i = 0; i < npages; i++) {
+		struct page *spage = migrate_pfn_to_page(src_pfns[i]);
+		struct page *dpage = migrate_pfn_to_page(dst_pfns[i]);
+		struct mm_struct *mm = spage ? spage->mm : NULL;
+		unsigned long addr = spage ? spage->index << HETMEM_PAGE_SHIFT : 0;
+		uint64_t flags = HETMEM_DEVTAB_DEVICE |
+				 ((src_pfns[i] & MIGRATE_PFN_WRITE) ? HETMEM_DEVTAB_WRITE : 0);
+
+		if (!spage)
+			continue;
+		if (mm && (src_pfns[i] & MIGRATE_PFN_MIGRATE) && mig_set_entry(mm, addr, 0)) {
+			spage->mm = NULL;
+			put_page(spage);	/* the mapping's reference */
+			hetmem_devmem_count(migrated_to_ram, 1);
+		} else if (mm) {
+			mig_set_entry(mm, addr, hetmem_devtab_entry(page_to_pfn(spage), flags));
+		}
+		kick = mm ? mm : kick;
+		mig_release(spage, NULL);
+		if (dst_pfns[i] & MIGRATE_PFN_VALID)
+			mig_release(dpage, NULL);
+	}
+	if (kick)
+		hetmem_mm_kick(kick);
+}
+
+/* ---- bringing everything back (fork, teardown) ---- */
+
+#define EVICT_BATCH 64
+
+static unsigned long evict_gather(struct mm_struct *mm, unsigned long *vpn,
+				  unsigned long *pfns, unsigned long *excl,
+				  unsigned long *nexcl)
+{
+	unsigned long n = 0;
+
+	*nexcl = 0;
+	hetmem_mutex_lock(&mm->dev_lock);
+	while (n < EVICT_BATCH && *nexcl < EVICT_BATCH) {
+		uint64_t e = hetmem_radix_next(&mm->devtab, vpn, HETMEM_RADIX_LIMIT - 1);
+
+		if (!e)
+			break;
+		if (hetmem_devtab_type(e) == HETMEM_DEVTAB_DEVICE)
+			pfns[n++] = hetmem_devtab_pfn(e);
+		else if (hetmem_devtab_type(e) == HETMEM_DEVTAB_EXCLUSIVE)
+			excl[(*nexcl)++] = *vpn << HETMEM_PAGE_SHIFT;
+		(*vpn)++;
+	}
+	hetmem_mutex_unlock(&mm->dev_lock);
+	return n;
+}
+
+/* Copy device pages into staging pages for migrate_device_pages(). */
+static void evict_copy(unsigned long *src, unsigned long *dst, unsigned long n)
+{
+	for (unsigned long i = 0; i < n; i++) {
+		struct page *spage = migrate_pfn_to_page(src[i]);
+		struct page *dpage;
+
+		dst[i] = 0;
+		if (!(src[i] & MIGRATE_PFN_MIGRATE))
+			continue;
+		dpage = hetmem_staging_alloc(0, spage->index << HETMEM_PAGE_SHIFT, false);
+		if (!dpage)
+			continue;
+		memcpy(page_address(dpage), page_address(spage), HETMEM_PAGE_SIZE);
+		lock_page(dpage);
+		dst[i] = migrate_pfn(page_to_pfn(dpage));
+	}
+}
+
+void hetmem_migrate_evict_all(struct mm_struct *mm)
+{
+	unsigned long vpn = 0, pfns[EVICT_BATCH], dst[EVICT_BATCH];
+	unsigned long excl[EVICT_BATCH], n, nexcl;
+
+	if (hetmem_devtab_empty(mm))
+		return;
+	do {
+		n = evict_gather(mm, &vpn, pfns, excl, &nexcl);
+		for (unsigned long i = 0; i < nexcl; i++)
+			hetmem_exclusive_restore(mm, excl[i], false);
+		for (unsigned long i = 0; i < n; i++)
+			pfns[i] = dev_collect(pfns[i], mm);	/* every mirror erases */
+		evict_copy(pfns, dst, n);
+		migrate_device_pages(pfns, dst, n);
+		migrate_device_finalize(pfns, dst, n);
+	} while (n || nexcl);
+	hetmem_devtab_prune(mm);
+}

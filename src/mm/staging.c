@@ -1,0 +1,713 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hetmem - the staging area: system pages with descriptors, which
+ * migration moves application pages into and out of with UFFDIO_MOVE.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <linux/userfaultfd.h>
+
+#include "mm/devmem.h"
+
+/**
+ * DOC: The staging area
+ *
+ * Migration needs system pages that it can name, count and lock while
+ * they are outside the application's mappings: the source pages that
+ * migrate_vma_setup() detaches, and the pages a driver allocates to bring
+ * data back. hetmem moves them with UFFDIO_MOVE, which remaps a page
+ * without copying it, between the application and one large private
+ * anonymous reservation, the arena, whose pages have descriptors.
+ *
+ * UFFDIO_MOVE is a userfaultfd operation and needs the destination
+ * registered with the descriptor it is issued on. The arena is therefore
+ * registered with a userfaultfd of its own, in write-protect mode only
+ * and with no events: nothing in the arena is ever write-protected, so
+ * the registration changes no fault (a driver's memcpy into a hole just
+ * allocates), munmap() or MADV_DONTNEED of arena memory reports nothing,
+ * and a move never returns EAGAIN waiting for an event to be read. The
+ * monitor's userfaultfd, which does have events, is not involved.
+ *
+ * The reservation is 16 GiB of MAP_NORESERVE address space (it costs
+ * nothing until written), 2 MiB aligned and THP-enabled, so that a whole
+ * transparent huge page of the application moves in as one PMD.
+ */
+
+/**
+ * DOC: Staging allocation
+ *
+ * The arena is cut into 2 MiB blocks. A page allocated for address A
+ * takes the slot of A's offset within 2 MiB, in a block recently
+ * allocated from, so that a run of consecutive addresses gets a run of
+ * consecutive slots and one UFFDIO_MOVE moves the run (and a PMD-aligned
+ * run is one PMD). A PMD-sized folio takes a whole block.
+ *
+ * A slot may hold memory or not: UFFDIO_MOVE needs an empty destination,
+ * while a driver that copies into a page should reuse memory rather than
+ * fault in a fresh page. HETMEM_PGF_FILLED marks slots that may hold
+ * memory; it is set whenever a slot is handed out (whoever has it may
+ * write it) and cleared when its memory is moved out or discarded. A
+ * block whose last slot is freed keeps its memory if it is the only such
+ * cached block (STAGING_CACHE_BLOCKS), and is otherwise emptied with
+ * MADV_DONTNEED, which is the one system call made under the allocator
+ * lock.
+ *
+ * A forked child inherits the parent's arena, but not its registration
+ * (the staging userfaultfd has no fork event): the child forgets the
+ * parent's state and reserves an arena of its own when it needs one,
+ * leaking the inherited copy.
+ */
+
+#ifndef UFFDIO_MOVE
+struct uffdio_move {
+	__u64 dst;
+	__u64 src;
+	__u64 len;
+	__u64 mode;
+	__s64 move;
+};
+#define UFFDIO_MOVE _IOWR(UFFDIO, 0x05, struct uffdio_move)
+#define UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES ((__u64)1 << 1)
+#endif
+#ifndef UFFD_FEATURE_MOVE
+#define UFFD_FEATURE_MOVE ((__u64)1 << 16)
+#endif
+
+#define STAGING_DEFAULT_BYTES (16UL << 30)
+#define BLOCK_BYTES HETMEM_PMD_SIZE
+#define BLOCK_PAGES HPAGE_PMD_NR
+#define STAGING_CACHE_BLOCKS 1
+#define RECENT_BLOCKS 4
+#define ANY_SLOT BLOCK_PAGES
+#define NO_BLOCK (-1L)
+
+struct staging_block {
+	uint64_t used[BLOCK_PAGES / 64];
+	unsigned int nused;
+};
+
+struct staging {
+	unsigned long base;		/* arena, BLOCK_BYTES aligned */
+	unsigned long nblocks;
+	struct page *pages;		/* nblocks * BLOCK_PAGES descriptors */
+	size_t pages_bytes;
+	struct staging_block *blocks;
+	uint32_t *empty;		/* stack of free blocks without memory */
+	unsigned long nempty;
+	uint32_t cached[STAGING_CACHE_BLOCKS];
+	unsigned int ncached;
+	long recent[RECENT_BLOCKS];	/* open blocks, most recent first */
+	unsigned long nused;		/* slots in use */
+	int uffd;
+};
+
+/* Starting and stopping (system calls, never under st_lock). */
+static pthread_mutex_t start_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+/* The allocator state of st, once st_ready. */
+static struct hetmem_mutex st_lock = HETMEM_MUTEX_INIT(hetmem_staging);
+static struct staging st = { .uffd = -1 };
+static bool st_ready;
+static unsigned long arena_bytes = STAGING_DEFAULT_BYTES;
+static uint64_t cached_bytes;
+
+static bool staging_ready(void)
+{
+	return __atomic_load_n(&st_ready, __ATOMIC_ACQUIRE);
+}
+
+/* ---- blocks and slots (under st_lock) ---- */
+
+static struct page *slot_page(unsigned long blk, unsigned int slot)
+{
+	return &st.pages[blk * BLOCK_PAGES + slot];
+}
+
+static unsigned long slot_addr(unsigned long blk, unsigned int slot)
+{
+	return st.base + blk * BLOCK_BYTES + (unsigned long)slot * HETMEM_PAGE_SIZE;
+}
+
+static bool slot_busy(const struct staging_block *b, unsigned int slot)
+{
+	return (b->used[slot / 64] >> (slot % 64)) & 1;
+}
+
+static bool slot_filled(unsigned long blk, unsigned int slot)
+{
+	return __atomic_load_n(&slot_page(blk, slot)->flags, __ATOMIC_RELAXED) &
+	       HETMEM_PGF_FILLED;
+}
+
+static void set_cached(unsigned int n)
+{
+	st.ncached = n;
+	__atomic_store_n(&cached_bytes, (uint64_t)n * BLOCK_BYTES, __ATOMIC_RELAXED);
+}
+
+static void recent_drop(long blk)
+{
+	unsigned int i, j;
+
+	for (i = 0; i < RECENT_BLOCKS; i++) {
+		if (st.recent[i] != blk)
+			continue;
+		for (j = i; j + 1 < RECENT_BLOCKS; j++)
+			st.recent[j] = st.recent[j + 1];
+		st.recent[RECENT_BLOCKS - 1] = NO_BLOCK;
+	}
+}
+
+static void recent_push(long blk)
+{
+	unsigned int i;
+
+	recent_drop(blk);
+	for (i = RECENT_BLOCKS - 1; i > 0; i--)
+		st.recent[i] = st.recent[i - 1];
+	st.recent[0] = blk;
+}
+
+/* Discard the memory of @nr slots from @slot on. */
+static void slots_discard(unsigned long blk, unsigned int slot, unsigned int nr)
+{
+	unsigned int i;
+
+	madvise((void *)slot_addr(blk, slot), (size_t)nr * HETMEM_PAGE_SIZE,
+		MADV_DONTNEED);
+	for (i = 0; i < nr; i++)
+		__atomic_fetch_and(&slot_page(blk, slot + i)->flags,
+				   ~HETMEM_PGF_FILLED, __ATOMIC_RELAXED);
+}
+
+static bool block_filled(unsigned long blk)
+{
+	unsigned int i;
+
+	for (i = 0; i < BLOCK_PAGES; i++)
+		if (slot_filled(blk, i))
+			return true;
+	return false;
+}
+
+/* A free block, the cached one first when @want_memory. */
+static long block_take(bool want_memory)
+{
+	if (want_memory && st.ncached) {
+		set_cached(st.ncached - 1);
+		return st.cached[st.ncached];
+	}
+	if (st.nempty)
+		return st.empty[--st.nempty];
+	if (st.ncached) {
+		set_cached(st.ncached - 1);
+		return st.cached[st.ncached];
+	}
+	return NO_BLOCK;
+}
+
+/* The last slot of @blk was freed: keep its memory or discard it. */
+static void block_release(unsigned long blk)
+{
+	bool filled = block_filled(blk);
+
+	recent_drop((long)blk);
+	if (filled && st.ncached < STAGING_CACHE_BLOCKS) {
+		st.cached[st.ncached] = (uint32_t)blk;
+		set_cached(st.ncached + 1);
+		return;
+	}
+	if (filled)
+		slots_discard(blk, 0, BLOCK_PAGES);
+	st.empty[st.nempty++] = (uint32_t)blk;
+}
+
+/* Hand out @slot of @blk: one reference, unlocked, may hold memory. */
+static struct page *slot_claim(unsigned long blk, unsigned int slot, bool empty)
+{
+	struct staging_block *b = &st.blocks[blk];
+	struct page *page = slot_page(blk, slot);
+
+	if (empty && slot_filled(blk, slot))
+		slots_discard(blk, slot, 1);
+	b->used[slot / 64] |= 1ULL << (slot % 64);
+	b->nused++;
+	st.nused++;
+	page->pgmap = NULL;
+	page->zone_device_data = NULL;
+	page->index = 0;
+	page->mm = NULL;
+	__atomic_store_n(&page->flags, HETMEM_PGF_STAGING | HETMEM_PGF_FILLED,
+			 __ATOMIC_RELAXED);
+	__atomic_store_n(&page->_refcount, 1, __ATOMIC_RELEASE);
+	return page;
+}
+
+/* A free slot of @blk: @slot itself, or any (populated ones first unless @empty). */
+static int block_find_slot(unsigned long blk, unsigned int slot, bool empty)
+{
+	const struct staging_block *b = &st.blocks[blk];
+	int fallback = -1;
+	unsigned int i;
+
+	if (slot != ANY_SLOT)
+		return slot_busy(b, slot) ? -1 : (int)slot;
+	for (i = 0; i < BLOCK_PAGES; i++) {
+		if (slot_busy(b, i))
+			continue;
+		if (slot_filled(blk, i) != empty)
+			return (int)i;
+		if (fallback < 0)
+			fallback = (int)i;
+	}
+	return fallback;
+}
+
+static struct page *alloc_small(unsigned int slot, bool empty)
+{
+	unsigned int i;
+	long blk;
+	int s;
+
+	for (i = 0; i < RECENT_BLOCKS && st.recent[i] != NO_BLOCK; i++) {
+		blk = st.recent[i];
+		s = block_find_slot((unsigned long)blk, slot, empty);
+		if (s >= 0) {
+			recent_push(blk);
+			return slot_claim((unsigned long)blk, (unsigned int)s, empty);
+		}
+	}
+	blk = block_take(!empty);
+	if (blk == NO_BLOCK)
+		return NULL;
+	recent_push(blk);
+	s = block_find_slot((unsigned long)blk, slot, empty);
+	return slot_claim((unsigned long)blk, (unsigned int)s, empty);
+}
+
+static struct page *alloc_large(bool empty)
+{
+	long blk = block_take(!empty);
+	struct page *head;
+	unsigned int i;
+
+	if (blk == NO_BLOCK)
+		return NULL;
+	if (empty && block_filled((unsigned long)blk))
+		slots_discard((unsigned long)blk, 0, BLOCK_PAGES);
+	for (i = BLOCK_PAGES; i-- > 0;)
+		slot_claim((unsigned long)blk, i, false);
+	head = slot_page((unsigned long)blk, 0);
+	for (i = 1; i < BLOCK_PAGES; i++) {
+		__atomic_fetch_or(&head[i].flags, HETMEM_PGF_TAIL, __ATOMIC_RELAXED);
+		__atomic_store_n(&head[i]._refcount, 0, __ATOMIC_RELAXED);
+	}
+	__atomic_fetch_or(&head->flags, HPAGE_PMD_ORDER << HETMEM_PGF_ORDER_SHIFT,
+			  __ATOMIC_RELEASE);
+	return head;
+}
+
+/* ---- starting and stopping ---- */
+
+static void staging_forget_after_fork(void)
+{
+	if (st.uffd >= 0)
+		close(st.uffd);
+	memset(&st, 0, sizeof(st));
+	st.uffd = -1;
+	st_ready = false;
+	cached_bytes = 0;
+	hetmem_devmem_counters.staging_pages = 0;
+	pthread_mutex_init(&start_lock, NULL);
+	st_lock = (struct hetmem_mutex)HETMEM_MUTEX_INIT(hetmem_staging);
+}
+
+static void staging_register_fork(void)
+{
+	pthread_atfork(NULL, NULL, staging_forget_after_fork);
+}
+
+/* Reserve the arena, 2 MiB aligned, registered with the staging uffd. */
+static int arena_map(int uffd, unsigned long bytes)
+{
+	size_t len = bytes + BLOCK_BYTES;
+	char *raw = mmap(NULL, len, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	unsigned long start, head;
+	struct uffdio_register reg;
+
+	if (raw == MAP_FAILED)
+		return -errno;
+	start = ((unsigned long)raw + BLOCK_BYTES - 1) & ~(BLOCK_BYTES - 1);
+	head = start - (unsigned long)raw;
+	if (head)
+		munmap(raw, head);
+	if (len - head > bytes)
+		munmap((void *)(start + bytes), len - head - bytes);
+	madvise((void *)start, bytes, MADV_HUGEPAGE);
+	reg = (struct uffdio_register){
+		.range = { .start = start, .len = bytes },
+		.mode = UFFDIO_REGISTER_MODE_WP,
+	};
+	if (ioctl(uffd, UFFDIO_REGISTER, &reg)) {
+		int err = -errno;
+
+		munmap((void *)start, bytes);
+		return err;
+	}
+	st.base = start;
+	return 0;
+}
+
+static int staging_meta_alloc(void)
+{
+	unsigned long i;
+
+	st.pages_bytes = st.nblocks * BLOCK_PAGES * sizeof(struct page);
+	st.pages = mmap(NULL, st.pages_bytes, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (st.pages == MAP_FAILED)
+		return -ENOMEM;
+	st.blocks = calloc(st.nblocks, sizeof(*st.blocks));
+	st.empty = calloc(st.nblocks, sizeof(*st.empty));
+	if (!st.blocks || !st.empty) {
+		free(st.blocks);
+		free(st.empty);
+		munmap(st.pages, st.pages_bytes);
+		return -ENOMEM;
+	}
+	/* Popped from the top: low blocks are handed out first. */
+	for (i = 0; i < st.nblocks; i++)
+		st.empty[i] = (uint32_t)(st.nblocks - 1 - i);
+	st.nempty = st.nblocks;
+	for (i = 0; i < RECENT_BLOCKS; i++)
+		st.recent[i] = NO_BLOCK;
+	return 0;
+}
+
+static int staging_create(void)
+{
+	uint64_t features = 0;
+	char reason[128];
+	int uffd, err;
+
+	uffd = hetmem_uffd_create(UFFD_FEATURE_MOVE, &features, reason,
+				  sizeof(reason));
+	if (uffd < 0)
+		return uffd;
+	st.nblocks = arena_bytes / BLOCK_BYTES;
+	err = arena_map(uffd, st.nblocks * BLOCK_BYTES);
+	if (err)
+		goto err_close;
+	err = staging_meta_alloc();
+	if (err)
+		goto err_unmap_arena;
+	st.uffd = uffd;
+	__atomic_store_n(&st_ready, true, __ATOMIC_RELEASE);
+	return 0;
+
+err_unmap_arena:
+	munmap((void *)st.base, st.nblocks * BLOCK_BYTES);
+err_close:
+	close(uffd);
+	memset(&st, 0, sizeof(st));
+	st.uffd = -1;
+	return err;
+}
+
+int hetmem_staging_start(void)
+{
+	int err = 0;
+
+	if (staging_ready())
+		return 0;
+	pthread_once(&fork_once, staging_register_fork);
+	pthread_mutex_lock(&start_lock);
+	if (!st_ready)
+		err = staging_create();
+	pthread_mutex_unlock(&start_lock);
+	return err;
+}
+
+void hetmem_staging_stop(void)
+{
+	bool busy;
+
+	pthread_mutex_lock(&start_lock);
+	if (!st_ready)
+		goto out_unlock;
+	hetmem_mutex_lock(&st_lock);
+	busy = st.nused != 0;
+	if (!busy)
+		__atomic_store_n(&st_ready, false, __ATOMIC_RELEASE);
+	hetmem_mutex_unlock(&st_lock);
+	if (busy)
+		goto out_unlock;
+	close(st.uffd);
+	munmap((void *)st.base, st.nblocks * BLOCK_BYTES);
+	munmap(st.pages, st.pages_bytes);
+	free(st.blocks);
+	free(st.empty);
+	memset(&st, 0, sizeof(st));
+	st.uffd = -1;
+	__atomic_store_n(&cached_bytes, 0, __ATOMIC_RELAXED);
+out_unlock:
+	pthread_mutex_unlock(&start_lock);
+}
+
+void hetmem_staging_set_arena_size(unsigned long bytes)
+{
+	arena_bytes = bytes ? bytes & ~(BLOCK_BYTES - 1) : STAGING_DEFAULT_BYTES;
+}
+
+/* ---- the internal interface ---- */
+
+struct page *hetmem_staging_pfn_to_page(unsigned long pfn)
+{
+	unsigned long first;
+
+	if (!staging_ready())
+		return NULL;
+	first = st.base >> HETMEM_PAGE_SHIFT;
+	if (pfn < first || pfn - first >= st.nblocks * BLOCK_PAGES)
+		return NULL;
+	return &st.pages[pfn - first];
+}
+
+unsigned long hetmem_staging_page_to_pfn(const struct page *page)
+{
+	return (st.base >> HETMEM_PAGE_SHIFT) + (unsigned long)(page - st.pages);
+}
+
+uint64_t hetmem_staging_cached_bytes(void)
+{
+	return __atomic_load_n(&cached_bytes, __ATOMIC_RELAXED);
+}
+
+struct page *hetmem_staging_alloc(unsigned int order, unsigned long addr,
+				  bool empty)
+{
+	unsigned int slot = (unsigned int)(addr >> HETMEM_PAGE_SHIFT) % BLOCK_PAGES;
+	struct page *page = NULL;
+
+	if (!staging_ready() || (order && order != HPAGE_PMD_ORDER))
+		return NULL;
+	hetmem_mutex_lock(&st_lock);
+	page = order ? alloc_large(empty) : alloc_small(slot, empty);
+	hetmem_mutex_unlock(&st_lock);
+	if (page)
+		hetmem_devmem_count(staging_pages, 1UL << order);
+	return page;
+}
+
+static struct page *staging_alloc_any(unsigned int order)
+{
+	struct page *page;
+
+	if (order && order != HPAGE_PMD_ORDER)
+		return NULL;
+	hetmem_mutex_lock(&st_lock);
+	page = order ? alloc_large(false) : alloc_small(ANY_SLOT, false);
+	hetmem_mutex_unlock(&st_lock);
+	if (page)
+		hetmem_devmem_count(staging_pages, 1UL << order);
+	return page;
+}
+
+static void mark_filled(unsigned long addr, unsigned long len)
+{
+	unsigned long pfn = addr >> HETMEM_PAGE_SHIFT;
+	unsigned long end = (addr + len + HETMEM_PAGE_SIZE - 1) >> HETMEM_PAGE_SHIFT;
+	struct page *page;
+
+	for (; pfn < end; pfn++) {
+		page = hetmem_staging_pfn_to_page(pfn);
+		if (page)
+			__atomic_fetch_or(&page->flags, HETMEM_PGF_FILLED,
+					  __ATOMIC_RELAXED);
+	}
+}
+
+long hetmem_staging_move_in(unsigned long dst, unsigned long src,
+			    unsigned long len, bool allow_holes,
+			    unsigned long *moved)
+{
+	struct uffdio_move mv;
+	unsigned long done = 0;
+	int err = 0;
+
+	if (!staging_ready())
+		err = EINVAL;
+	while (!err && done < len) {
+		mv = (struct uffdio_move){
+			.dst = dst + done, .src = src + done, .len = len - done,
+			.mode = allow_holes ? UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES : 0,
+		};
+		if (ioctl(st.uffd, UFFDIO_MOVE, &mv))
+			err = errno;
+		if (mv.move > 0)
+			done += (unsigned long)mv.move;
+		else if (!err)
+			err = EIO;	/* no progress and no error: never loop */
+		if (err == EAGAIN && mv.move > 0)
+			err = 0;
+	}
+	mark_filled(dst, done);
+	*moved = done;
+	return err ? -err : (long)done;
+}
+
+void hetmem_staging_moved_out(struct page *page, unsigned long nr)
+{
+	unsigned long i;
+
+	for (i = 0; i < nr; i++)
+		__atomic_fetch_and(&page[i].flags, ~HETMEM_PGF_FILLED,
+				   __ATOMIC_RELAXED);
+}
+
+void hetmem_staging_free(struct page *page)
+{
+	unsigned long idx = (unsigned long)(page - st.pages);
+	unsigned long blk = idx / BLOCK_PAGES, i;
+	unsigned int order = (__atomic_load_n(&page->flags, __ATOMIC_RELAXED) &
+			      HETMEM_PGF_ORDER_MASK) >> HETMEM_PGF_ORDER_SHIFT;
+	unsigned long nr = 1UL << order;
+	struct staging_block *b = &st.blocks[blk];
+
+	for (i = 1; i < nr; i++)
+		__atomic_fetch_and(&page[i].flags, ~HETMEM_PGF_TAIL, __ATOMIC_RELAXED);
+	__atomic_fetch_and(&page->flags, ~HETMEM_PGF_ORDER_MASK, __ATOMIC_RELAXED);
+	hetmem_mutex_lock(&st_lock);
+	for (i = idx % BLOCK_PAGES; i < idx % BLOCK_PAGES + nr; i++)
+		b->used[i / 64] &= ~(1ULL << (i % 64));
+	b->nused -= (unsigned int)nr;
+	st.nused -= nr;
+	if (!b->nused)
+		block_release(blk);
+	hetmem_mutex_unlock(&st_lock);
+	hetmem_devmem_count(staging_pages, -nr);
+}
+
+/* ---- the public allocator ---- */
+
+static struct page *zero_if_asked(struct page *page, unsigned int gfp,
+				  unsigned int order)
+{
+	if (page && (gfp & HETMEM_GFP_ZERO))
+		memset(page_address(page), 0, HETMEM_PAGE_SIZE << order);
+	return page;
+}
+
+/**
+ * alloc_pages() - allocate a staging system page or PMD-sized folio
+ * @gfp: HETMEM_GFP_ZERO to clear the memory; other bits are ignored
+ * @order: 0 or HPAGE_PMD_ORDER
+ *
+ * The page lives in hetmem's staging area (started on first use), where
+ * migrate_vma_pages() can move it into the application without copying;
+ * page_address() is its memory. Pages that already hold memory are
+ * preferred, so the contents are undefined without HETMEM_GFP_ZERO.
+ *
+ * Context: May sleep (briefly, for the allocator lock; the first call
+ * sets up the staging area).
+ * Return: the page with one reference, unlocked; NULL for another order,
+ * when the staging area is exhausted or cannot be created (no
+ * UFFD_FEATURE_MOVE).
+ */
+HETMEM_API struct page *alloc_pages(unsigned int gfp, unsigned int order)
+{
+	if (hetmem_staging_start())
+		return NULL;
+	return zero_if_asked(staging_alloc_any(order), gfp, order);
+}
+
+/**
+ * alloc_page() - allocate one staging system page
+ * @gfp: HETMEM_GFP_ZERO to clear it
+ *
+ * Context: May sleep; see alloc_pages().
+ * Return: the page with one reference, or NULL (see alloc_pages()).
+ */
+HETMEM_API struct page *alloc_page(unsigned int gfp)
+{
+	return alloc_pages(gfp, 0);
+}
+
+/**
+ * alloc_page_vma() - allocate a staging page meant for an address
+ * @gfp: HETMEM_GFP_ZERO to clear it
+ * @vma: the mapping it is meant for (unused)
+ * @addr: the address it is meant for
+ *
+ * The page sits at @addr's offset within a 2 MiB block, next to the
+ * pages allocated for neighbouring addresses, so that migrating a range
+ * back moves runs of pages at once.
+ *
+ * Context: May sleep; see alloc_pages().
+ * Return: the page with one reference, or NULL (see alloc_pages()).
+ */
+HETMEM_API struct page *alloc_page_vma(unsigned int gfp,
+				       struct vm_area_struct *vma,
+				       unsigned long addr)
+{
+	return (struct page *)vma_alloc_folio(gfp, 0, vma, addr);
+}
+
+/**
+ * vma_alloc_folio() - allocate a staging folio meant for an address
+ * @gfp: HETMEM_GFP_ZERO to clear it
+ * @order: 0 or HPAGE_PMD_ORDER
+ * @vma: the mapping it is meant for (unused)
+ * @addr: the address it is meant for
+ *
+ * Context: May sleep; see alloc_pages().
+ * Return: the folio with one reference, or NULL (see alloc_pages()).
+ */
+HETMEM_API struct folio *vma_alloc_folio(unsigned int gfp, unsigned int order,
+					 struct vm_area_struct *vma,
+					 unsigned long addr)
+{
+	struct page *page;
+
+	(void)vma;
+	if (hetmem_staging_start())
+		return NULL;
+	page = hetmem_staging_alloc(order, addr, false);
+	return (struct folio *)zero_if_asked(page, gfp, order);
+}
+
+/**
+ * __free_pages() - drop the reference alloc_pages() returned
+ * @page: the page or the head of the folio
+ * @order: the order it was allocated with
+ *
+ * Context: May sleep briefly (the allocator lock).
+ * Return: nothing.
+ */
+HETMEM_API void __free_pages(struct page *page, unsigned int order)
+{
+	unsigned int have = (__atomic_load_n(&page->flags, __ATOMIC_RELAXED) &
+			     HETMEM_PGF_ORDER_MASK) >> HETMEM_PGF_ORDER_SHIFT;
+
+	HETMEM_WARN(have != order, "__free_pages() order %u of a page of order %u",
+		    order, have);
+	put_page(page);
+}
+
+/**
+ * __free_page() - drop the reference alloc_page() returned
+ * @page: the page
+ *
+ * Context: May sleep briefly (the allocator lock).
+ * Return: nothing.
+ */
+HETMEM_API void __free_page(struct page *page)
+{
+	put_page(page);
+}
