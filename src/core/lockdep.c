@@ -114,6 +114,8 @@
 
 #include <dlfcn.h>
 #include <pthread.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -189,7 +191,12 @@ struct ld_event {
 	struct ld_link *links;
 };
 
+#define LD_MAX_PUBLISHED 8
+
 struct ld_task {
+	bool registered;	/* in ld_threads (see hetmem_lockdep_borrow()) */
+	/* Held annotation maps, readable by other threads (atomics). */
+	struct hetmem_lockdep_map *published[LD_MAX_PUBLISHED];
 	unsigned int depth;
 	unsigned int epoch;	/* ld_epoch the stack is valid for */
 	unsigned int dropped;	/* acquisitions lost to a full stack */
@@ -286,9 +293,61 @@ static inline bool ld_active(void)
 	return on > 0;
 }
 
+/*
+ * Threads whose held stacks another thread may read: a thread blocked in
+ * a page fault that hetmem serves on its monitor thread (see
+ * hetmem_lockdep_borrow()). Slots are taken on a thread's first use of
+ * the checker and given back when it exits.
+ */
+#define LD_MAX_THREADS 1024
+
+static struct ld_thread {
+	pid_t tid;
+	struct ld_task *task;
+} ld_threads[LD_MAX_THREADS];
+static pthread_mutex_t ld_threads_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_key_t ld_thread_key;
+static pthread_once_t ld_thread_once = PTHREAD_ONCE_INIT;
+
+static void ld_thread_exit(void *arg)
+{
+	pthread_mutex_lock(&ld_threads_lock);
+	for (unsigned int i = 0; i < LD_MAX_THREADS; i++) {
+		if (ld_threads[i].task == arg)
+			ld_threads[i].task = NULL;
+	}
+	pthread_mutex_unlock(&ld_threads_lock);
+}
+
+static void ld_thread_key_init(void)
+{
+	pthread_key_create(&ld_thread_key, ld_thread_exit);
+}
+
+static void ld_thread_register(struct ld_task *t)
+{
+	pid_t tid = (pid_t)syscall(SYS_gettid);
+
+	t->registered = true;
+	pthread_once(&ld_thread_once, ld_thread_key_init);
+	pthread_mutex_lock(&ld_threads_lock);
+	for (unsigned int i = 0; i < LD_MAX_THREADS; i++) {
+		if (!ld_threads[i].task || ld_threads[i].tid == tid) {
+			ld_threads[i].tid = tid;
+			ld_threads[i].task = t;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&ld_threads_lock);
+	pthread_setspecific(ld_thread_key, t);
+}
+
 static struct ld_task *ld_task(void)
 {
 	struct ld_task *t = &ld_self;
+
+	if (hetmem_unlikely(!t->registered))
+		ld_thread_register(t);
 	unsigned int epoch = __atomic_load_n(&ld_epoch, __ATOMIC_ACQUIRE);
 
 	if (hetmem_unlikely(t->epoch != epoch)) {
@@ -1022,6 +1081,18 @@ HETMEM_API void hetmem_lockdep_init_map(struct hetmem_lockdep_map *map,
 	__atomic_store_n(&map->class_id, 0, __ATOMIC_RELAXED);
 }
 
+/* Swap @from for @to in the task's published annotation maps. */
+static void ld_publish(struct ld_task *t, struct hetmem_lockdep_map *from,
+		       struct hetmem_lockdep_map *to)
+{
+	for (unsigned int k = 0; k < LD_MAX_PUBLISHED; k++) {
+		if (__atomic_load_n(&t->published[k], __ATOMIC_RELAXED) == from) {
+			__atomic_store_n(&t->published[k], to, __ATOMIC_RELEASE);
+			return;
+		}
+	}
+}
+
 /**
  * hetmem_lockdep_acquire() - record that the calling thread takes a lock
  * @map: the lock's map
@@ -1054,6 +1125,8 @@ HETMEM_API void hetmem_lockdep_acquire(struct hetmem_lockdep_map *map,
 		return;
 	t->busy++;
 	ld_acquire(t, map, read != 0, trylock, site);
+	if (map->flags & HETMEM_LOCKDEP_PSEUDO)
+		ld_publish(t, NULL, map);
 	t->busy--;
 }
 
@@ -1078,6 +1151,8 @@ HETMEM_API void hetmem_lockdep_release(struct hetmem_lockdep_map *map,
 	if (!ld_active())
 		return;
 	t = ld_task();
+	if (map->flags & HETMEM_LOCKDEP_PSEUDO)
+		ld_publish(t, map, NULL);
 	if (ld_pop(t, map) || t->busy || t->incomplete)
 		return;
 	if (t->dropped) {
@@ -1267,4 +1342,49 @@ HETMEM_API void hetmem_lockdep_reset(void)
 HETMEM_API unsigned long hetmem_lockdep_report_count(void)
 {
 	return __atomic_load_n(&ld_reports, __ATOMIC_RELAXED);
+}
+
+/**
+ * hetmem_lockdep_borrow() - the annotation maps another thread holds
+ * @tid: kernel thread id of a thread that is blocked and cannot change
+ *	what it holds (hetmem uses this for a thread waiting in a page fault
+ *	that the address-space monitor serves)
+ * @maps: receives up to @max maps flagged HETMEM_LOCKDEP_PSEUDO (fence
+ *	signalling sections, "an invalidation runs", ...)
+ * @max: size of @maps
+ *
+ * In the kernel a page fault runs in the faulting thread, so what it
+ * waits for is ordered after what that thread holds. When hetmem serves
+ * the fault on another thread, that thread acquires the borrowed maps
+ * first, and the checker sees the same dependencies.
+ *
+ * Context: Any thread; the checker must be enabled. Takes an internal
+ * mutex.
+ * Return: the number of maps stored.
+ */
+HETMEM_API unsigned int hetmem_lockdep_borrow(pid_t tid,
+					      struct hetmem_lockdep_map **maps,
+					      unsigned int max)
+{
+	unsigned int n = 0;
+
+	if (!ld_active() || !tid)
+		return 0;
+	pthread_mutex_lock(&ld_threads_lock);
+	for (unsigned int i = 0; i < LD_MAX_THREADS; i++) {
+		struct ld_task *t = ld_threads[i].task;
+
+		if (!t || ld_threads[i].tid != tid)
+			continue;
+		for (unsigned int k = 0; k < LD_MAX_PUBLISHED && n < max; k++) {
+			struct hetmem_lockdep_map *m =
+				__atomic_load_n(&t->published[k], __ATOMIC_ACQUIRE);
+
+			if (m)
+				maps[n++] = m;
+		}
+		break;
+	}
+	pthread_mutex_unlock(&ld_threads_lock);
+	return n;
 }

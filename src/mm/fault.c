@@ -42,10 +42,14 @@
  * after every read cycle and on every wake-up from a finished migration.
  *
  * migrate_to_ram() runs under the "device_memory_fault" lock-checker map
- * of the mm. A migrate_to_ram() that waits for a dma-fence records the
- * dependency fault -> fence; a fence-signalling path that touches device
- * memory is the other half of the kernel's recoverable-fault versus
- * dma-fence deadlock, and the checker reports the cycle when it sees both.
+ * of the mm and, borrowed from the faulting thread (its id comes with the
+ * fault when the kernel grants UFFD_FEATURE_THREAD_ID), the annotation
+ * maps that thread holds. In the kernel the fault runs in the faulting
+ * thread, so this is the view its checker has: a thread inside a
+ * dma-fence signalling section that touches device memory whose
+ * migrate_to_ram() waits for a fence is reported as a fence wait inside a
+ * signalling section (the recoverable-fault versus dma-fence deadlock),
+ * and fault -> fence edges recorded elsewhere close cycles as usual.
  */
 
 static int uffd_ioctl(struct mm_struct *mm, unsigned long req, void *arg)
@@ -126,9 +130,19 @@ static struct page *fault_grab(struct mm_struct *mm, unsigned long addr,
 	return *ret ? NULL : page;
 }
 
+#define FAULT_BORROW 8
+
+/*
+ * Call migrate_to_ram() as the faulting thread would: with the annotation
+ * maps it holds (a fence signalling section, say) borrowed, so that a
+ * fence wait inside migrate_to_ram() is reported exactly as the kernel's
+ * checker reports a fence wait in a fault taken inside such a section.
+ */
 static vm_fault_t fault_call(struct mm_struct *mm, struct page *page,
 			     const struct uffd_msg *msg, unsigned long addr)
 {
+	struct hetmem_lockdep_map *borrowed[FAULT_BORROW];
+	unsigned int i, n;
 	struct vm_fault vmf = {
 		.address = addr,
 		.real_address = msg->arg.pagefault.address,
@@ -141,9 +155,15 @@ static vm_fault_t fault_call(struct mm_struct *mm, struct page *page,
 	vmf.vma = vma_lookup(mm, addr);
 	if (!vmf.vma)
 		return VM_FAULT_SIGBUS;
+	n = hetmem_lockdep_borrow((pid_t)msg->arg.pagefault.feat.ptid, borrowed,
+				  FAULT_BORROW);
+	for (i = 0; i < n; i++)
+		hetmem_lockdep_acquire(borrowed[i], 1, true, HETMEM_RET_IP);
 	hetmem_lockdep_acquire(&mm->devfault_map, 0, false, HETMEM_RET_IP);
 	ret = page->pgmap->ops->migrate_to_ram(&vmf);
 	hetmem_lockdep_release(&mm->devfault_map, HETMEM_RET_IP);
+	while (n--)
+		hetmem_lockdep_release(borrowed[n], HETMEM_RET_IP);
 	hetmem_devmem_count(cpu_faults, 1);
 	return ret;
 }

@@ -6,6 +6,7 @@
 #define HETMEM_CORE_LOCKDEP_H
 
 #include <stdbool.h>
+#include <sys/types.h>
 #include <hetmem/core/compiler.h>
 #include <hetmem/core/warn.h>
 
@@ -91,6 +92,9 @@ HETMEM_API bool hetmem_lockdep_enabled(void);
 HETMEM_API void hetmem_lockdep_set_enabled(bool on);
 HETMEM_API void hetmem_lockdep_reset(void);
 HETMEM_API unsigned long hetmem_lockdep_report_count(void);
+HETMEM_API unsigned int hetmem_lockdep_borrow(pid_t tid,
+					      struct hetmem_lockdep_map **maps,
+					      unsigned int max);
 
 #define hetmem_lockdep_assert_held(map) \
 	HETMEM_WARN(hetmem_lockdep_enabled() && !hetmem_lockdep_is_held(map), \
