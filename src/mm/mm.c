@@ -64,6 +64,10 @@ static void mm_parent_after_fork(void)
 
 static void mm_child_after_fork(void)
 {
+	/* The parent's mm is dead here; release our copy of its lock anyway
+	 * so that this thread's lock-checker stack is right. */
+	if (fork_mm)
+		hetmem_lockdep_release(&fork_mm->fork_sem.dep_map, HETMEM_RET_IP);
 	fork_mm = NULL;
 	self_pid = 0;
 	pthread_mutex_init(&mm_create_lock, NULL);

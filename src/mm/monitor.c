@@ -375,41 +375,6 @@ static int uffd_register(struct hetmem_mm_monitor *mon, unsigned long start,
 	return 0;
 }
 
-static bool same_vma(struct mm_struct *mm, const struct hetmem_vma *vma)
-{
-	struct hetmem_vma now;
-
-	return hetmem_vma_find(mm, vma->start, &now) == 0 &&
-	       now.start <= vma->start && now.end >= vma->end;
-}
-
-int hetmem_mm_watch_range(struct mm_struct *mm, const struct hetmem_vma *vma,
-			  unsigned long start, unsigned long end)
-{
-	struct hetmem_mm_monitor *mon = __atomic_load_n(&mm->mon, __ATOMIC_ACQUIRE);
-	unsigned int mode = UFFDIO_REGISTER_MODE_WP;
-	int ret = 0;
-
-	if (!mon)
-		return -EOPNOTSUPP;
-	hetmem_mutex_lock(&mon->reg_lock);
-	if (seg_covered(mon, start, end, mode))
-		goto out_unlock;
-	ret = uffd_register(mon, vma->start, vma->end, mode);
-	if (ret == -EINVAL || ret == -EBUSY || ret == -EPERM)
-		ret = -EOPNOTSUPP;	/* a kind of mapping we cannot watch */
-	if (ret)
-		goto out_unlock;
-	if (same_vma(mm, vma) && !seg_add(mon, vma->start, vma->end, mode))
-		ret = -ENOMEM;
-	if (!ret)
-		__atomic_fetch_add(&mm->stats.watched_bytes, vma->end - vma->start,
-				   __ATOMIC_RELAXED);
-out_unlock:
-	hetmem_mutex_unlock(&mon->reg_lock);
-	return ret;
-}
-
 /* [start, end) is still mapped by one mapping (registration may split). */
 static bool still_mapped(struct mm_struct *mm, unsigned long start,
 			 unsigned long end)
@@ -418,6 +383,63 @@ static bool still_mapped(struct mm_struct *mm, unsigned long start,
 
 	return hetmem_vma_find(mm, start, &now) == 0 && now.start <= start &&
 	       now.end >= end;
+}
+
+/* Register the unregistered part [start, end) of a mapping, write-protect mode. */
+static int watch_gap(struct mm_struct *mm, struct hetmem_mm_monitor *mon,
+		     unsigned long start, unsigned long end)
+{
+	int ret = uffd_register(mon, start, end, UFFDIO_REGISTER_MODE_WP);
+
+	if (ret == -EINVAL || ret == -EBUSY || ret == -EPERM)
+		return -EOPNOTSUPP;	/* a kind of mapping we cannot watch */
+	if (ret)
+		return ret;
+	if (!still_mapped(mm, start, end))
+		return 0;
+	if (!seg_add(mon, start, end, UFFDIO_REGISTER_MODE_WP))
+		return -ENOMEM;
+	__atomic_fetch_add(&mm->stats.watched_bytes, end - start, __ATOMIC_RELAXED);
+	return 0;
+}
+
+/*
+ * Parts of the mapping may already be registered, in missing mode by
+ * migration: only the gaps between recorded segments are registered, so
+ * that a missing-mode window never loses its mode.
+ */
+int hetmem_mm_watch_range(struct mm_struct *mm, const struct hetmem_vma *vma,
+			  unsigned long start, unsigned long end)
+{
+	struct hetmem_mm_monitor *mon = __atomic_load_n(&mm->mon, __ATOMIC_ACQUIRE);
+	unsigned long gs[SEG_BATCH + 1], ge[SEG_BATCH + 1], cursor = vma->start;
+	struct hetmem_interval_tree_node *n;
+	unsigned int i, k = 0;
+	int ret = 0;
+
+	if (!mon)
+		return -EOPNOTSUPP;
+	hetmem_mutex_lock(&mon->reg_lock);
+	if (seg_covered(mon, start, end, UFFDIO_REGISTER_MODE_WP))
+		goto out_unlock;
+	n = hetmem_interval_tree_iter_first(&mon->segs, vma->start, vma->end - 1);
+	for (; n && k < SEG_BATCH;
+	     n = hetmem_interval_tree_iter_next(n, vma->start, vma->end - 1)) {
+		if (n->start > cursor) {
+			gs[k] = cursor;
+			ge[k++] = n->start;
+		}
+		cursor = n->last + 1;
+	}
+	if (cursor < vma->end) {
+		gs[k] = cursor;
+		ge[k++] = vma->end;
+	}
+	for (i = 0; i < k && !ret; i++)
+		ret = watch_gap(mm, mon, gs[i], ge[i]);
+out_unlock:
+	hetmem_mutex_unlock(&mon->reg_lock);
+	return ret;
 }
 
 int hetmem_mm_watch_missing(struct mm_struct *mm, const struct hetmem_vma *vma,
