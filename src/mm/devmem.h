@@ -119,6 +119,28 @@ void hetmem_staging_set_arena_size(unsigned long bytes);
 void hetmem_vma_to_area(struct mm_struct *mm, const struct hetmem_vma *vma,
 			struct vm_area_struct *out);
 
+/*
+ * The reverse map of a device or exclusive page: the address space and
+ * address that map it. Written under the mm's dev_lock, read by eviction
+ * without it, so both sides use atomics.
+ */
+static inline struct mm_struct *page_mm(struct page *page)
+{
+	return __atomic_load_n(&page->mm, __ATOMIC_ACQUIRE);
+}
+
+static inline unsigned long page_vaddr(struct page *page)
+{
+	return __atomic_load_n(&page->index, __ATOMIC_RELAXED) << HETMEM_PAGE_SHIFT;
+}
+
+static inline void page_set_map(struct page *page, struct mm_struct *mm,
+				unsigned long addr)
+{
+	__atomic_store_n(&page->index, addr >> HETMEM_PAGE_SHIFT, __ATOMIC_RELAXED);
+	__atomic_store_n(&page->mm, mm, __ATOMIC_RELEASE);
+}
+
 /* ---- devtab.c: the device entries of an address space ---- */
 
 /*

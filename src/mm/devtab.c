@@ -82,7 +82,7 @@ static void devtab_put(uint64_t e)
 
 	if (!page || hetmem_devtab_type(e) == HETMEM_DEVTAB_MIGRATING)
 		return;
-	page->mm = NULL;
+	page_set_map(page, NULL, 0);
 	put_page(page);
 }
 
@@ -172,8 +172,8 @@ void hetmem_devtab_move(struct mm_struct *mm, unsigned long from,
 			hetmem_mutex_unlock(&mm->dev_lock);
 			devtab_put(e);
 			hetmem_mutex_lock(&mm->dev_lock);
-		} else if (page && hetmem_devtab_type(e) == HETMEM_DEVTAB_DEVICE) {
-			page->index = vpn + delta;
+		} else if (page && hetmem_devtab_type(e) != HETMEM_DEVTAB_MIGRATING) {
+			page_set_map(page, mm, (vpn + delta) << HETMEM_PAGE_SHIFT);
 		}
 		vpn++;
 	}

@@ -152,8 +152,7 @@ HETMEM_API struct page *make_device_exclusive(struct mm_struct *mm,
 		put_page(page);
 		return excl_err(ret);
 	}
-	page->mm = mm;
-	page->index = addr >> HETMEM_PAGE_SHIFT;
+	page_set_map(page, mm, addr);
 	get_page(page);		/* the caller's; the entry keeps the first */
 	lock_page(page);
 	hetmem_devmem_count(exclusive, 1);
@@ -214,7 +213,7 @@ int hetmem_exclusive_restore(struct mm_struct *mm, unsigned long addr,
 	unlock_page(page);
 	if (ret == -EAGAIN)
 		return -EAGAIN;
-	page->mm = NULL;
+	page_set_map(page, NULL, 0);
 	put_page(page);		/* the entry's reference */
 	hetmem_devmem_count(exclusive_revoked, 1);
 	return 0;

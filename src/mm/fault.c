@@ -189,7 +189,7 @@ static int fault_device(struct mm_struct *mm, const struct uffd_msg *msg,
 	else if (hetmem_devtab_lookup(mm, addr))
 		ret = -EAGAIN;	/* not moved yet (an event was queued): again */
 	else
-		fault_wake(mm, addr);
+		fault_wake(mm, addr);	/* cheap; covers pages others moved */
 out_unlock_page:
 	unlock_page(page);
 	put_page(page);

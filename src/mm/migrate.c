@@ -68,6 +68,8 @@
 enum mig_kind {
 	KIND_NONE,
 	KIND_HOLE,		/* hole or zero page, nothing to copy */
+	KIND_ZERO,		/* zero page still mapped: moved out like a page */
+	KIND_PENDING,		/* system page marked, not classified yet */
 	KIND_MOVED,		/* system page moved into a staging page */
 	KIND_COPIED,		/* system page copied, then dropped */
 	KIND_DEVICE,		/* device page */
@@ -78,6 +80,7 @@ struct hetmem_migrate {
 	bool on_monitor;
 	bool fork_locked;
 	bool vma_write;
+	bool select_system;	/* the mapping can give system pages */
 	uint8_t kind[];
 };
 
@@ -148,14 +151,21 @@ static int mig_watch(struct mm_struct *mm, struct migrate_vma *args)
 
 /* ---- setup: collecting ---- */
 
-/* Decide what page @i is and mark it MIGRATING. Table lock held. */
+/*
+ * Collect page @i if the flags select it, marking its entry MIGRATING.
+ * A system page (no entry yet) is only marked here, as KIND_PENDING: it
+ * is classified from a page-table snapshot taken after every mark, so
+ * that the snapshot cannot be older than the entries (a page that was on
+ * a device when an earlier snapshot was taken may be back by now).
+ * Table lock held.
+ */
 static void mig_collect_one(struct migrate_vma *args, struct hetmem_migrate *mig,
-			    unsigned long i, uint16_t cat)
+			    unsigned long i)
 {
 	struct mm_struct *mm = mig->mm;
 	unsigned long vpn = mig_addr(args, i) >> HETMEM_PAGE_SHIFT;
 	uint64_t e = hetmem_radix_lookup(&mm->devtab, vpn);
-	struct page *page;
+	struct page *page = NULL;
 
 	if (hetmem_devtab_type(e) == HETMEM_DEVTAB_DEVICE) {
 		page = hetmem_device_pfn_to_page(hetmem_devtab_pfn(e));
@@ -168,31 +178,55 @@ static void mig_collect_one(struct migrate_vma *args, struct hetmem_migrate *mig
 		args->src[i] = migrate_pfn(hetmem_devtab_pfn(e)) | MIGRATE_PFN_MIGRATE |
 			       ((e & HETMEM_DEVTAB_WRITE) ? MIGRATE_PFN_WRITE : 0);
 		mig->kind[i] = KIND_DEVICE;
-	} else if (e || !(args->flags & MIGRATE_VMA_SELECT_SYSTEM) ||
-		   (cat & (HETMEM_PG_SWAPPED | HETMEM_PG_FILE | HETMEM_PG_GUARD))) {
+	} else if (e || !mig->select_system) {
 		return;
-	} else if (!(cat & HETMEM_PG_PRESENT) || (cat & HETMEM_PG_PFNZERO)) {
-		args->src[i] = MIGRATE_PFN_MIGRATE;
-		mig->kind[i] = KIND_HOLE;
 	} else {
-		mig->kind[i] = KIND_MOVED;	/* src filled once it has moved */
+		mig->kind[i] = KIND_PENDING;
 	}
 	if (hetmem_radix_store(&mm->devtab, vpn,
 			       hetmem_devtab_entry(0, HETMEM_DEVTAB_MIGRATING))) {
+		if (mig->kind[i] == KIND_DEVICE) {
+			if (page != args->fault_page)
+				unlock_page(page);
+			put_page(page);
+		}
 		mig->kind[i] = KIND_NONE;
 		args->src[i] = 0;
 	}
 }
 
-static void mig_collect(struct migrate_vma *args, struct hetmem_migrate *mig,
-			const uint16_t *cats)
+static void mig_collect(struct migrate_vma *args, struct hetmem_migrate *mig)
 {
 	unsigned long i;
 
 	hetmem_mutex_lock(&mig->mm->dev_lock);
 	for (i = 0; i < args->npages; i++)
-		mig_collect_one(args, mig, i, cats ? cats[i] : 0);
+		mig_collect_one(args, mig, i);
 	hetmem_mutex_unlock(&mig->mm->dev_lock);
+}
+
+static void mig_drop(struct migrate_vma *args, struct hetmem_migrate *mig,
+		     unsigned long i);
+
+/* What a marked system page is, from a snapshot taken after the marks. */
+static void mig_classify(struct migrate_vma *args, struct hetmem_migrate *mig,
+			 const uint16_t *cats)
+{
+	for (unsigned long i = 0; i < args->npages; i++) {
+		uint16_t cat = cats ? cats[i] : HETMEM_PG_SWAPPED;
+
+		if (mig->kind[i] != KIND_PENDING)
+			continue;
+		if (cat & (HETMEM_PG_SWAPPED | HETMEM_PG_FILE | HETMEM_PG_GUARD)) {
+			mig_drop(args, mig, i);
+		} else if (!(cat & HETMEM_PG_PRESENT)) {
+			args->src[i] = MIGRATE_PFN_MIGRATE;
+			mig->kind[i] = KIND_HOLE;
+		} else {
+			/* The zero page is moved out too: a CPU write must fault. */
+			mig->kind[i] = (cat & HETMEM_PG_PFNZERO) ? KIND_ZERO : KIND_MOVED;
+		}
+	}
 }
 
 /* Page @i could not be detached: forget it. */
@@ -211,10 +245,20 @@ static void mig_drop(struct migrate_vma *args, struct hetmem_migrate *mig,
 	hetmem_devmem_count(migrate_skipped, 1);
 }
 
-/* Record that page @i now lives in staging page @page. */
+/*
+ * Record that page @i now lives in staging page @page. The zero page is
+ * a source without data (the kernel's rule): its staging copy is dropped,
+ * and restoring it is leaving the hole, which reads as the zero page.
+ */
 static void mig_detached(struct migrate_vma *args, struct hetmem_migrate *mig,
 			 unsigned long i, struct page *page, enum mig_kind kind)
 {
+	if (mig->kind[i] == KIND_ZERO) {
+		mig->kind[i] = KIND_HOLE;
+		args->src[i] = MIGRATE_PFN_MIGRATE;
+		put_page(page);
+		return;
+	}
 	mig->kind[i] = kind;
 	args->src[i] = migrate_pfn(page_to_pfn(page)) | MIGRATE_PFN_MIGRATE |
 		       (mig->vma_write ? MIGRATE_PFN_WRITE : 0);
@@ -251,14 +295,13 @@ static long mig_move_run(struct mm_struct *mm, unsigned long addr,
 			 unsigned long n, struct page **pages, bool *moved)
 {
 	unsigned long done = 0, step;
-	bool unshared = false;
+	bool unshared = false, cleared = false;
 	long ret;
 
 	while (done < n) {
-		unsigned long a = addr + (done << HETMEM_PAGE_SHIFT);
-
 		ret = hetmem_staging_move_in((unsigned long)page_address(pages[done]),
-					     a, (n - done) << HETMEM_PAGE_SHIFT,
+					     addr + (done << HETMEM_PAGE_SHIFT),
+					     (n - done) << HETMEM_PAGE_SHIFT,
 					     false, &step);
 		step = (ret >= 0 ? (unsigned long)ret : step) >> HETMEM_PAGE_SHIFT;
 		for (unsigned long k = 0; k < step; k++)
@@ -268,9 +311,20 @@ static long mig_move_run(struct mm_struct *mm, unsigned long addr,
 			continue;
 		if (ret == -ENOENT) {
 			moved[done++] = false;
+		} else if (ret == -EEXIST && !cleared) {
+			/*
+			 * A free staging slot still holds memory (the rest of
+			 * a huge page a driver copied into): drop it, it is
+			 * ours, and the drop raises no event.
+			 */
+			cleared = true;
+			madvise(page_address(pages[done]), (n - done) << HETMEM_PAGE_SHIFT,
+				MADV_DONTNEED);
 		} else if (ret == -EBUSY && !unshared) {
+			/* The failing page, still mapped: make it exclusive. */
 			unshared = true;
-			madvise((void *)a, HETMEM_PAGE_SIZE, MADV_POPULATE_WRITE);
+			madvise((void *)(addr + (done << HETMEM_PAGE_SHIFT)),
+				HETMEM_PAGE_SIZE, MADV_POPULATE_WRITE);
 		} else {
 			return done ? (long)done : ret;
 		}
@@ -304,6 +358,11 @@ static int mig_copy_run(struct migrate_vma *args, struct hetmem_migrate *mig,
 	mm->own_remove_end = addr + len;
 	hetmem_mutex_unlock(&mm->dev_lock);
 	madvise((void *)addr, len, MADV_DONTNEED);
+	/*
+	 * The caller is released when the monitor reads the REMOVE, before
+	 * the monitor handles it: keep the range marked until it has.
+	 */
+	hetmem_mm_sync_events(mm, hetmem_ktime_get() + 1000LL * 1000 * 1000);
 	hetmem_mutex_lock(&mm->dev_lock);
 	mm->own_remove_start = mm->own_remove_end = 0;
 	hetmem_mutex_unlock(&mm->dev_lock);
@@ -342,18 +401,25 @@ static void mig_detach_run(struct migrate_vma *args, struct hetmem_migrate *mig,
 	}
 }
 
-/* Detach every KIND_MOVED page, run by run within 2 MiB windows. */
+static bool mig_to_detach(const struct migrate_vma *args,
+			  const struct hetmem_migrate *mig, unsigned long i)
+{
+	return (mig->kind[i] == KIND_MOVED || mig->kind[i] == KIND_ZERO) &&
+	       !args->src[i];
+}
+
+/* Detach every system page, run by run within 2 MiB windows. */
 static void mig_detach(struct migrate_vma *args, struct hetmem_migrate *mig)
 {
 	unsigned long i = 0, j;
 
 	while (i < args->npages) {
-		if (mig->kind[i] != KIND_MOVED || args->src[i]) {
+		if (!mig_to_detach(args, mig, i)) {
 			i++;
 			continue;
 		}
-		for (j = i + 1; j < args->npages && mig->kind[j] == KIND_MOVED &&
-		     !args->src[j] && (mig_addr(args, j) & (HETMEM_PMD_SIZE - 1)); j++)
+		for (j = i + 1; j < args->npages && mig_to_detach(args, mig, j) &&
+		     (mig_addr(args, j) & (HETMEM_PMD_SIZE - 1)); j++)
 			;
 		mig_detach_run(args, mig, i, j - i);
 		i = j;
@@ -407,25 +473,18 @@ static void mig_gather(struct migrate_vma *args, struct hetmem_migrate *mig)
 	uint16_t *cats = NULL;
 	bool anon = mig_private_anon(mig->mm, args, mig);
 
-	if ((args->flags & MIGRATE_VMA_SELECT_SYSTEM) && anon &&
-	    !mig_watch(mig->mm, args)) {
+	mig->select_system = (args->flags & MIGRATE_VMA_SELECT_SYSTEM) && anon &&
+			     !mig_watch(mig->mm, args);
+	mig_collect(args, mig);
+	if (mig->select_system) {
 		cats = calloc(args->npages, sizeof(*cats));
 		if (cats && hetmem_pagemap_snapshot(mig->mm, args->start, args->end,
 						    cats)) {
 			free(cats);
-			cats = NULL;
+			cats = NULL;	/* cannot see the pages: none is collected */
 		}
 	}
-	if (!cats && (args->flags & MIGRATE_VMA_SELECT_SYSTEM)) {
-		/* Cannot see the system pages: select device pages only. */
-		unsigned long flags = args->flags;
-
-		args->flags &= ~(unsigned long)MIGRATE_VMA_SELECT_SYSTEM;
-		mig_collect(args, mig, NULL);
-		args->flags = flags;
-	} else {
-		mig_collect(args, mig, cats);
-	}
+	mig_classify(args, mig, cats);
 	free(cats);
 	mig_detach(args, mig);
 }
@@ -636,14 +695,18 @@ static void mig_commit_to_device(struct migrate_vma *args, struct hetmem_migrate
 	unsigned long addr = mig_addr(args, i);
 	uint64_t flags = HETMEM_DEVTAB_DEVICE;
 
-	if (args->dst[i] & MIGRATE_PFN_WRITE)
+	/*
+	 * Writable as the CPU mapping was (the kernel carries the PTE's
+	 * bit; every page hetmem detaches from a writable mapping was made
+	 * exclusive, so that is the mapping's permission), holes included.
+	 */
+	if (mig->vma_write)
 		flags |= HETMEM_DEVTAB_WRITE;
 	get_page(dpage);	/* the mapping's reference */
-	dpage->mm = mig->mm;
-	dpage->index = addr >> HETMEM_PAGE_SHIFT;
+	page_set_map(dpage, mig->mm, addr);
 	if (!mig_set_entry(mig->mm, addr,
 			   hetmem_devtab_entry(page_to_pfn(dpage), flags))) {
-		dpage->mm = NULL;	/* unmapped meanwhile */
+		page_set_map(dpage, NULL, 0);	/* unmapped meanwhile */
 		put_page(dpage);
 		return;
 	}
@@ -682,8 +745,7 @@ static void mig_finalize_one(struct migrate_vma *args, struct hetmem_migrate *mi
 	if (mig->kind[i] == KIND_DEVICE) {
 		if (moved) {
 			mig_set_entry(mig->mm, addr, 0);
-			if (src)
-				src->mm = NULL;
+			page_set_map(src, NULL, 0);
 			put_page(src);	/* the mapping's reference */
 			hetmem_devmem_count(migrated_to_ram, 1);
 		} else {
@@ -742,9 +804,9 @@ HETMEM_API void migrate_vma_finalize(struct migrate_vma *migrate)
 static void dev_notify(struct page *page, void *owner)
 {
 	struct mmu_notifier_range range;
-	unsigned long addr = page->index << HETMEM_PAGE_SHIFT;
+	unsigned long addr = page_vaddr(page);
 
-	mmu_notifier_range_init_owner(&range, MMU_NOTIFY_MIGRATE, 0, page->mm,
+	mmu_notifier_range_init_owner(&range, MMU_NOTIFY_MIGRATE, 0, page_mm(page),
 				      addr, addr + HETMEM_PAGE_SIZE, owner);
 	mmu_notifier_invalidate_range_start(&range);
 	mmu_notifier_invalidate_range_end(&range);
@@ -753,16 +815,16 @@ static void dev_notify(struct page *page, void *owner)
 /* Mark the CPU mapping of @page, if any, MIGRATING; returns its entry. */
 static uint64_t dev_detach(struct page *page)
 {
-	struct mm_struct *mm = page->mm;
+	struct mm_struct *mm = page_mm(page);
 	uint64_t e = 0;
 
 	if (!mm)
 		return 0;
 	hetmem_mutex_lock(&mm->dev_lock);
-	e = hetmem_radix_lookup(&mm->devtab, page->index);
+	e = hetmem_radix_lookup(&mm->devtab, page_vaddr(page) >> HETMEM_PAGE_SHIFT);
 	if (hetmem_devtab_type(e) == HETMEM_DEVTAB_DEVICE &&
 	    hetmem_devtab_pfn(e) == page_to_pfn(page))
-		hetmem_radix_store(&mm->devtab, page->index,
+		hetmem_radix_store(&mm->devtab, page_vaddr(page) >> HETMEM_PAGE_SHIFT,
 				   hetmem_devtab_entry(0, HETMEM_DEVTAB_MIGRATING));
 	else
 		e = 0;
@@ -770,16 +832,32 @@ static uint64_t dev_detach(struct page *page)
 	return e;
 }
 
+/* A reference on a page that may be freed concurrently. */
+static bool get_page_unless_zero(struct page *page)
+{
+	uint32_t c = __atomic_load_n(&page->_refcount, __ATOMIC_RELAXED);
+
+	while (c) {
+		if (__atomic_compare_exchange_n(&page->_refcount, &c, c + 1, false,
+						__ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+			return true;
+	}
+	return false;
+}
+
 static unsigned long dev_collect(unsigned long pfn, void *owner)
 {
 	struct page *page = hetmem_device_pfn_to_page(pfn);
 	uint64_t e;
 
-	if (!page || !__atomic_load_n(&page->_refcount, __ATOMIC_ACQUIRE) ||
-	    (page->flags & HETMEM_PGF_TAIL) || !trylock_page(page))
+	if (!page || (__atomic_load_n(&page->flags, __ATOMIC_RELAXED) & HETMEM_PGF_TAIL) ||
+	    !get_page_unless_zero(page))
 		return 0;
-	get_page(page);
-	if (page->mm)
+	if (!trylock_page(page)) {
+		put_page(page);
+		return 0;
+	}
+	if (page_mm(page))
 		dev_notify(page, owner ? owner : page->pgmap->owner);
 	e = dev_detach(page);
 	return migrate_pfn(pfn) | MIGRATE_PFN_MIGRATE |
@@ -849,12 +927,12 @@ HETMEM_API void migrate_device_pages(unsigned long *src_pfns,
 
 		if (!(src_pfns[i] & MIGRATE_PFN_MIGRATE))
 			continue;
+		struct mm_struct *mm = spage ? page_mm(spage) : NULL;
+		unsigned long addr = spage ? page_vaddr(spage) : 0;
+
 		if (!dpage || !(dpage->flags & HETMEM_PGF_STAGING) ||
-		    (spage->mm && (!mig_still_migrating(spage->mm,
-							 spage->index << HETMEM_PAGE_SHIFT) ||
-				   hetmem_migrate_install(spage->mm,
-							  spage->index << HETMEM_PAGE_SHIFT,
-							  dpage, 1, on_monitor))))
+		    (mm && (!mig_still_migrating(mm, addr) ||
+			    hetmem_migrate_install(mm, addr, dpage, 1, on_monitor))))
 			src_pfns[i] &= ~MIGRATE_PFN_MIGRATE;
 	}
 }
@@ -881,15 +959,15 @@ HETMEM_API void migrate_device_finalize(unsigned long *src_pfns,
 	for (unsigned long i = 0; i < npages; i++) {
 		struct page *spage = migrate_pfn_to_page(src_pfns[i]);
 		struct page *dpage = migrate_pfn_to_page(dst_pfns[i]);
-		struct mm_struct *mm = spage ? spage->mm : NULL;
-		unsigned long addr = spage ? spage->index << HETMEM_PAGE_SHIFT : 0;
+		struct mm_struct *mm = spage ? page_mm(spage) : NULL;
+		unsigned long addr = spage ? page_vaddr(spage) : 0;
 		uint64_t flags = HETMEM_DEVTAB_DEVICE |
 				 ((src_pfns[i] & MIGRATE_PFN_WRITE) ? HETMEM_DEVTAB_WRITE : 0);
 
 		if (!spage)
 			continue;
 		if (mm && (src_pfns[i] & MIGRATE_PFN_MIGRATE) && mig_set_entry(mm, addr, 0)) {
-			spage->mm = NULL;
+			page_set_map(spage, NULL, 0);
 			put_page(spage);	/* the mapping's reference */
 			hetmem_devmem_count(migrated_to_ram, 1);
 		} else if (mm) {
@@ -941,7 +1019,7 @@ static void evict_copy(unsigned long *src, unsigned long *dst, unsigned long n)
 		dst[i] = 0;
 		if (!(src[i] & MIGRATE_PFN_MIGRATE))
 			continue;
-		dpage = hetmem_staging_alloc(0, spage->index << HETMEM_PAGE_SHIFT, false);
+		dpage = hetmem_staging_alloc(0, page_vaddr(spage), false);
 		if (!dpage)
 			continue;
 		memcpy(page_address(dpage), page_address(spage), HETMEM_PAGE_SIZE);

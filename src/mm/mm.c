@@ -233,8 +233,10 @@ HETMEM_API void mmdrop(struct mm_struct *mm)
 {
 	if (mm->pid != hetmem_mm_getpid())
 		return;	/* the parent's copy in a forked child: never freed */
-	if (__atomic_sub_fetch(&mm->count, 1, __ATOMIC_ACQ_REL) == 0)
+	if (__atomic_sub_fetch(&mm->count, 1, __ATOMIC_ACQ_REL) == 0) {
+		hetmem_radix_destroy(&mm->devtab);
 		free(mm);
+	}
 }
 
 /**
@@ -483,6 +485,7 @@ HETMEM_API void hetmem_mm_teardown(void)
 	if (!mm)
 		return;
 	hetmem_migrate_evict_all(mm);
+	hetmem_devtab_prune(mm);
 	hetmem_mm_release_notifiers(mm);
 	hetmem_mm_monitor_stop(mm);
 	hetmem_staging_stop();

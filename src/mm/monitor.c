@@ -485,7 +485,9 @@ void hetmem_mm_kick(struct mm_struct *mm)
 {
 	struct hetmem_mm_monitor *mon = __atomic_load_n(&mm->mon, __ATOMIC_ACQUIRE);
 
-	if (mon && !on_monitor)
+	/* Only deferred faults wait for a kick; a fault deferred just after
+	 * this check is retried by the monitor's 1 ms poll timeout. */
+	if (mon && !on_monitor && __atomic_load_n(&mon->ndeferred, __ATOMIC_ACQUIRE))
 		eventfd_write(mon->wake_fd, 1);
 }
 
@@ -647,7 +649,8 @@ static void defer_fault(struct hetmem_mm_monitor *mon, const struct uffd_msg *ms
 			    DEFERRED_MAX);
 		return;
 	}
-	mon->deferred[mon->ndeferred++] = *msg;
+	mon->deferred[mon->ndeferred] = *msg;
+	__atomic_store_n(&mon->ndeferred, mon->ndeferred + 1, __ATOMIC_RELEASE);
 	hetmem_devmem_count(fault_retries, 1);
 }
 
@@ -669,7 +672,7 @@ static void retry_deferred(struct hetmem_mm_monitor *mon)
 	/* Faults deferred while retrying were appended after n. */
 	for (i = n; i < mon->ndeferred; i++)
 		mon->deferred[kept++] = mon->deferred[i];
-	mon->ndeferred = kept;
+	__atomic_store_n(&mon->ndeferred, kept, __ATOMIC_RELEASE);
 }
 
 static void handle_msg(struct hetmem_mm_monitor *mon, const struct uffd_msg *msg)
