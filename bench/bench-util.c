@@ -45,6 +45,8 @@ const struct hetmem_bench_suite hetmem_bench_suites[] = {
 	  hetmem_bench_buf },
 	{ "mm", "notifier invalidation, hmm_range_fault, dmirror vs raw uffd/pagemap",
 	  hetmem_bench_mm },
+	{ "migrate", "migrate_vma to device memory and back, CPU fault-back vs raw uffd",
+	  hetmem_bench_migrate },
 	{ NULL, NULL, NULL },
 };
 

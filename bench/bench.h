@@ -38,5 +38,6 @@ int hetmem_bench_fence(int argc, char **argv);
 int hetmem_bench_resv(int argc, char **argv);
 int hetmem_bench_buf(int argc, char **argv);
 int hetmem_bench_mm(int argc, char **argv);
+int hetmem_bench_migrate(int argc, char **argv);
 
 #endif /* HETMEM_BENCH_BENCH_H */

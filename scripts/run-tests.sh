@@ -39,6 +39,7 @@ for c in $configs; do
 		echo "=== benchmark smoke run (not counted) ==="
 		build-ci-plain/tools/hetmem bench fence -d 1 || status=1
 		build-ci-plain/tools/hetmem bench mm -d 1 || status=1
+		build-ci-plain/tools/hetmem bench migrate -d 1 || status=1
 		;;
 	asan)
 		run_config asan "-Db_sanitize=address,undefined -Db_lundef=false" \

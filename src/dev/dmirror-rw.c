@@ -35,6 +35,17 @@
  * a translation of the shared zero page is read through the address too,
  * since a CPU write that replaces it raises no event.
  *
+ * Device pages of this device are reached through page_address() of
+ * their descriptor. Their accesses do not go through the CPU's page
+ * tables, so the mapping's permissions are checked with vma_lookup()
+ * instead (once per run of pages): hetmem sees no event for mprotect(),
+ * and without the check a WRITE would land in device memory that the
+ * CPU may only read. A page that fails the check is dropped and faulted
+ * like one whose copy failed; a write fault round that finds its own
+ * device page in a VMA without VM_WRITE fails with -EPERM, and one that
+ * finds it read-only in a writable VMA brings it back to system memory
+ * first (pitfall 6.4.11), so the CPU's copy-on-write decides.
+ *
  * Copies run under the user lock, as the kernel's memcpy does, so an
  * invalidate callback waits until they are done. That is safe only
  * because a device copy never waits for the monitor: the mm layer
@@ -66,7 +77,28 @@ struct dmirror_xfer {
 	bool write;
 	unsigned long fail_vpn;		/* page of the last failed copy */
 	unsigned int fail_count;	/* its consecutive failures */
+	unsigned long vma_end;		/* device pages allowed below this vpn */
 };
+
+/*
+ * May the device access its own page mapped at @vpn? hetmem sees no event
+ * for mprotect(), and device memory, unlike a system page reached through
+ * the address, does not check the CPU's permissions: so the VMA is looked
+ * up, once per run, and must allow the access (VM_READ, VM_WRITE).
+ */
+static bool dmirror_vma_allows(struct dmirror_xfer *x, unsigned long vpn)
+{
+	struct vm_area_struct *vma;
+	unsigned long need = x->write ? VM_WRITE : VM_READ;
+
+	if (vpn < x->vma_end)
+		return true;
+	vma = vma_lookup(x->dmirror->mm, vpn << HETMEM_PAGE_SHIFT);
+	if (!vma || !(vma->vm_flags & need))
+		return false;
+	x->vma_end = vma->vm_end >> HETMEM_PAGE_SHIFT;
+	return true;
+}
 
 static unsigned long dmirror_xfer_pos(const struct dmirror_xfer *x)
 {
@@ -87,19 +119,23 @@ static bool dmirror_entry_usable(uint64_t entry, bool write)
 }
 
 /*
- * Where the device reaches the page of @entry, mapped at @vpn; NULL for
- * frames it cannot reach (device memory, until that layer exists).
+ * Where the device reaches the page of @entry, mapped at @vpn: a system
+ * frame through its address, a device frame through page_address() of
+ * its descriptor (never the frame number as an address, pitfall
+ * 6.4.12); NULL for a frame no pagemap holds any more.
  */
 static void *dmirror_entry_address(uint64_t entry, unsigned long vpn)
 {
 	unsigned long pfn = dpt_entry_pfn(entry);
+	struct page *page;
 
 	if (hetmem_pfn_is_system(pfn))
 		return hetmem_pfn_to_virt(pfn);
 	/* A CPU write may have replaced the zero page without an event. */
 	if (is_zero_pfn(pfn))
 		return (void *)(vpn << HETMEM_PAGE_SHIFT);
-	return NULL;
+	page = pfn >= HETMEM_DEVICE_PFN_BASE ? pfn_to_page(pfn) : NULL;
+	return page ? page_address(page) : NULL;
 }
 
 /* One process_vm_*v call; bytes copied, or -errno when nothing was. */
@@ -142,13 +178,19 @@ static int dmirror_xfer_gather(struct dmirror_xfer *x, struct iovec *iov,
 	uint64_t entry;
 	unsigned long n;
 
+	x->vma_end = 0;
 	for (n = 0; n < DMIRROR_COPY_RUN && vpn + n <= last; n++) {
 		entry = hetmem_radix_lookup(&x->dmirror->pt, vpn + n);
 		if (!dmirror_entry_usable(entry, x->write))
 			break;
 		iov[n].iov_base = dmirror_entry_address(entry, vpn + n);
+		if (dpt_entry_pfn(entry) >= HETMEM_DEVICE_PFN_BASE &&
+		    !dmirror_vma_allows(x, vpn + n))
+			iov[n].iov_base = NULL;
+		if (!iov[n].iov_base && !n)
+			return dmirror_xfer_failed(x, vpn);
 		if (!iov[n].iov_base)
-			return -EFAULT;
+			break;
 		iov[n].iov_len = HETMEM_PAGE_SIZE;
 	}
 	*nr = n;
@@ -190,33 +232,50 @@ static int dmirror_xfer_mirrored(struct dmirror_xfer *x)
 	return ret;
 }
 
-/* Program the table from a settled range; called under the user lock. */
-static int dmirror_do_fault(struct dmirror *dmirror, struct hmm_range *range)
+/* Is @addr in a writable VMA? (mprotect() sends no event; see above.) */
+static bool dmirror_vma_writable(struct dmirror *dmirror, unsigned long addr)
+{
+	struct vm_area_struct *vma = vma_lookup(dmirror->mm, addr);
+
+	return vma && (vma->vm_flags & VM_WRITE);
+}
+
+/*
+ * Program the table from a settled range; called under the user lock.
+ * -EAGAIN with *@back set: a write needs the read-only own device page at
+ * that address brought back to system memory first (pitfall 6.4.11).
+ */
+static int dmirror_do_fault(struct dmirror *dmirror, struct hmm_range *range,
+			    unsigned long *back)
 {
 	unsigned long npages = (range->end - range->start) >> HETMEM_PAGE_SHIFT;
 	unsigned long vpn = range->start >> HETMEM_PAGE_SHIFT;
 	bool write = range->default_flags & HMM_PFN_REQ_WRITE;
-	unsigned long i, w;
+	unsigned long i, w, pfn;
 	int ret;
 
 	for (i = 0; i < npages; i++) {
 		w = range->hmm_pfns[i];
+		pfn = hetmem_hmm_pfn_to_pfn(w);
 		/* The kernel WARNs here; for us it is a failed access. */
 		if (!(w & HMM_PFN_VALID) || (w & HMM_PFN_ERROR))
 			return -EFAULT;
+		if (write && pfn >= HETMEM_DEVICE_PFN_BASE &&
+		    !dmirror_vma_writable(dmirror, range->start + (i << HETMEM_PAGE_SHIFT)))
+			return -EPERM;
+		if (write && !(w & HMM_PFN_WRITE) && pfn >= HETMEM_DEVICE_PFN_BASE) {
+			*back = range->start + (i << HETMEM_PAGE_SHIFT);
+			return -EAGAIN;
+		}
 		if (write && !(w & HMM_PFN_WRITE))
 			return -EFAULT;
-		/*
-		 * Device frames are stored as reported for now; the
-		 * device-memory layer maps owned device pages to their
-		 * backing storage here (pitfall 6.4.12).
-		 */
+		/* Own device frames are stored as such; see dmirror_entry_address(). */
 		ret = hetmem_radix_store(&dmirror->pt, vpn + i,
-				dpt_entry(hetmem_hmm_pfn_to_pfn(w),
-					  (w & HMM_PFN_WRITE) ? DPT_TAG_WRITE :
-								DPT_TAG_READ));
+				dpt_entry(pfn, (w & HMM_PFN_WRITE) ? DPT_TAG_WRITE :
+								     DPT_TAG_READ));
 		if (ret)
 			return ret;
+		dmirror_devmem_note_vpn(pfn, vpn + i);
 	}
 	return 0;
 }
@@ -248,6 +307,34 @@ int dmirror_range_fault(struct dmirror *dmirror, struct hmm_range *range)
 	}
 }
 
+/* Pages a write fault round brings back from the device before -EFAULT. */
+#define DMIRROR_FAULT_BACK_MAX 16
+
+/*
+ * One batch of a fault round; a read-only own device page in the way of
+ * a write is migrated back and the batch retried.
+ */
+static int dmirror_fault_batch(struct dmirror *dmirror, struct hmm_range *range)
+{
+	unsigned long back = 0;
+	int ret, tries = 0;
+
+	for (;;) {
+		ret = dmirror_range_fault(dmirror, range);
+		if (ret)
+			return ret;
+		ret = dmirror_do_fault(dmirror, range, &back);
+		hetmem_mutex_unlock(&dmirror->mutex);
+		if (ret != -EAGAIN)
+			return ret;
+		if (++tries > DMIRROR_FAULT_BACK_MAX)
+			return -EFAULT;
+		ret = dmirror_migrate_page_to_system(dmirror, back);
+		if (ret)
+			return ret;
+	}
+}
+
 /* One device fault round over [start, end): the kernel's dmirror_fault(). */
 static int dmirror_fault(struct dmirror *dmirror, unsigned long start,
 			 unsigned long end, bool write)
@@ -269,11 +356,7 @@ static int dmirror_fault(struct dmirror *dmirror, unsigned long start,
 		range.start = addr;
 		range.end = end - addr > DMIRROR_RANGE_FAULT_BATCH * HETMEM_PAGE_SIZE ?
 			    addr + DMIRROR_RANGE_FAULT_BATCH * HETMEM_PAGE_SIZE : end;
-		ret = dmirror_range_fault(dmirror, &range);
-		if (ret)
-			break;
-		ret = dmirror_do_fault(dmirror, &range);
-		hetmem_mutex_unlock(&dmirror->mutex);
+		ret = dmirror_fault_batch(dmirror, &range);
 	}
 	mmput(dmirror->mm);
 	if (!ret)
@@ -382,5 +465,33 @@ int dmirror_write(struct dmirror *dmirror, struct hmm_dmirror_cmd *cmd)
 	free(x.bounce);
 	if (!ret)
 		dmirror_count_add(&dmirror->mdevice->stats, writes, 1);
+	return ret;
+}
+
+/**
+ * dmirror_read_mirrored() - read a range through the table, without faulting
+ * @dmirror: the mirror
+ * @cmd: the command copy; the data goes to @cmd->ptr, cpages is set
+ *
+ * The self-check of MIGRATE_TO_DEV and EXCLUSIVE: every page of the range
+ * must be mapped by the table now.
+ *
+ * Context: command context; takes the user lock.
+ * Return: 0 with cpages = npages; -ENOENT when a page has no usable
+ * entry; -EFAULT for a bad @cmd->ptr or a page the device keeps failing
+ * to read; -ENOMEM.
+ */
+int dmirror_read_mirrored(struct dmirror *dmirror, struct hmm_dmirror_cmd *cmd)
+{
+	struct dmirror_xfer x;
+	int ret;
+
+	ret = dmirror_xfer_init(&x, dmirror, cmd, false);
+	if (ret)
+		return ret;
+	ret = dmirror_xfer_mirrored(&x);
+	if (!ret)
+		ret = dmirror_user_copy(&x, true);
+	free(x.bounce);
 	return ret;
 }

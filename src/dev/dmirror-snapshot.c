@@ -54,15 +54,24 @@ static const struct mmu_interval_notifier_ops dmirror_snapshot_ops = {
 };
 
 /*
- * Kind of a valid frame. Device frames get DEV_PRIVATE_LOCAL/REMOTE (or
- * the coherent kinds) once the device-memory layer can tell whose
- * dev_pagemap they belong to; until then they have no kind.
+ * Kind of a valid frame: a device page is DEV_PRIVATE_LOCAL when its
+ * pagemap belongs to this device, DEV_PRIVATE_REMOTE otherwise (which
+ * owner filtering keeps from happening: another device's pages come back
+ * not valid). There are no device-coherent pages here.
  */
 static uint8_t dmirror_snapshot_kind(struct dmirror *dmirror, unsigned long pfn)
 {
+	struct page *page;
+
 	if (is_zero_pfn(pfn))
 		return HMM_DMIRROR_PROT_ZERO;
-	return 0;
+	if (pfn < HETMEM_DEVICE_PFN_BASE)
+		return 0;
+	page = pfn_to_page(pfn);
+	if (!page || !is_device_private_page(page) || !page_pgmap(page))
+		return 0;
+	return page_pgmap(page)->owner == dmirror->mdevice ?
+	       HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL : HMM_DMIRROR_PROT_DEV_PRIVATE_REMOTE;
 }
 
 static uint8_t dmirror_snapshot_byte(struct dmirror *dmirror, unsigned long w)

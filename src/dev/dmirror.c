@@ -43,14 +43,44 @@
 /**
  * DOC: Invalidation
  *
- * The mirror's callback follows the kernel device: a MIGRATE event raised
- * by this device is ignored (its migration code keeps the table right
- * itself), every other event takes the user lock (only a try-lock when
- * the range is not blockable), records the sequence with
- * mmu_interval_set_seq() and drops the translations of the pages in the
- * range. The kernel also drops one page past the end of the range (the
- * xarray walk takes an inclusive last index); nothing depends on that
- * over-invalidation and this device erases exactly [start, end).
+ * The mirror's callback follows the kernel device: every event takes the
+ * user lock (only a try-lock when the range is not blockable), records
+ * the sequence with mmu_interval_set_seq() and drops the translations of
+ * the pages in the range. The kernel also drops one page past the end of
+ * the range (the xarray walk takes an inclusive last index); nothing
+ * depends on that over-invalidation and this device erases exactly
+ * [start, end).
+ *
+ * A MIGRATE event raised by this device (owner == the device) is where
+ * this device departs from the kernel's, which ignores it entirely
+ * because its migration code keeps the table right (pitfall 6.1.8,
+ * needed so that pages still on the device stay mirrored, 6.4.7). Here
+ * such an event drops only the entries of system frames and keeps the
+ * device frames, which the migration code does maintain. The reason is
+ * what a system entry is in userspace: a virtual page number, read
+ * through the address. The kernel's stale entry still names the old
+ * page, which stays readable; ours would name the address that the
+ * migration just emptied, and a READ copying through it under the user
+ * lock would wait in its page fault for that migration, whose
+ * migrate_to_ram or table update needs the user lock: a deadlock. So a
+ * system entry never outlives the CPU page it names, and a copy under
+ * the user lock never waits for the address-space monitor.
+ */
+
+/**
+ * DOC: Device memory and mirrors
+ *
+ * Each device keeps the list of its open mirrors (mirrors_lock), so
+ * that the paths that move a device page back to system memory (CPU
+ * fault, MIGRATE_TO_SYS, eviction, RELEASE) can erase that page from
+ * every mirror that maps it, as the kernel device does from its copy
+ * routine. No device page refers to a mirror (see DOC: Device memory in
+ * dmirror-devmem.c), so closing a mirror leaves nothing dangling; but
+ * when the last mirror of a device closes, the device's memory is
+ * evicted and its chunks removed, as by RELEASE: nobody can command the
+ * device any more, and its memfds and descriptors would otherwise stay
+ * until the process exits. (The newest kernel module evicts on every
+ * close, because its pages do point at the mirror.)
  *
  * The callback runs on the address-space monitor thread. It must not
  * free memory (see "Device page table") and it does not: it only clears
@@ -68,10 +98,10 @@
  * a copy with cpages and faults cleared, and copies the result back only
  * on success: a failed command leaves the caller's struct untouched.
  *
- * READ, WRITE, SNAPSHOT and FLAGS are implemented here. MIGRATE_TO_DEV,
- * MIGRATE_TO_SYS, EXCLUSIVE, CHECK_EXCLUSIVE and RELEASE belong to the
- * device-memory layer and answer -EOPNOTSUPP until it lands; unknown
- * requests are -EINVAL.
+ * FLAGS is implemented here, READ and WRITE in dmirror-rw.c, SNAPSHOT in
+ * dmirror-snapshot.c, and MIGRATE_TO_DEV, MIGRATE_TO_SYS, EXCLUSIVE,
+ * CHECK_EXCLUSIVE and RELEASE in dmirror-migrate.c; unknown requests are
+ * -EINVAL.
  */
 
 static struct dmirror_device dmirror_devices[HETMEM_DMIRROR_NDEVICES];
@@ -85,6 +115,7 @@ static void dmirror_devices_init(void)
 		dmirror_devices[i].minor = i;
 		/* No special purpose memory in userspace: 2 and 3 stay absent. */
 		dmirror_devices[i].type = i < 2 ? HMM_DMIRROR_MEMORY_DEVICE_PRIVATE : 0;
+		dmirror_devmem_init(&dmirror_devices[i]);
 	}
 }
 
@@ -121,6 +152,25 @@ bool dmirror_lock(struct dmirror *dmirror, const struct mmu_notifier_range *rang
 	return hetmem_mutex_trylock(&dmirror->mutex);
 }
 
+/*
+ * Our own MIGRATE event: drop the entries of system frames in [first,
+ * last] and keep the device frames (see DOC: Invalidation).
+ */
+static unsigned long dmirror_erase_system(struct hetmem_radix *pt, unsigned long first,
+					  unsigned long last)
+{
+	unsigned long vpn = first, n = 0;
+	uint64_t entry;
+
+	while ((entry = hetmem_radix_next(pt, &vpn, last))) {
+		if (dpt_entry_pfn(entry) < HETMEM_DEVICE_PFN_BASE)
+			n += hetmem_radix_erase_range(pt, vpn, vpn);
+		if (vpn++ == last)
+			break;
+	}
+	return n;
+}
+
 static bool dmirror_interval_invalidate(struct mmu_interval_notifier *mni,
 					const struct mmu_notifier_range *range,
 					unsigned long cur_seq)
@@ -128,17 +178,22 @@ static bool dmirror_interval_invalidate(struct mmu_interval_notifier *mni,
 	struct dmirror *dmirror = hetmem_container_of(mni, struct dmirror, notifier);
 	unsigned long start = range->start, end = range->end;
 
-	/* Our own migration keeps the table right; see pitfall 6.1.8. */
-	if (range->event == MMU_NOTIFY_MIGRATE && range->owner == dmirror->mdevice)
-		return true;
+	bool own = range->event == MMU_NOTIFY_MIGRATE && range->owner == dmirror->mdevice;
+	unsigned long n = 0;
+
 	if (!dmirror_lock(dmirror, range))
 		return false;
 	mmu_interval_set_seq(mni, cur_seq);
 	/* The range may exceed the notifier (RELEASE covers everything). */
 	if (end > mni->interval_tree.last)
 		end = mni->interval_tree.last + 1;
-	if (start < end && hetmem_radix_erase_range(&dmirror->pt, start >> HETMEM_PAGE_SHIFT,
-					   (end - 1) >> HETMEM_PAGE_SHIFT))
+	if (start < end && own)
+		n = dmirror_erase_system(&dmirror->pt, start >> HETMEM_PAGE_SHIFT,
+					 (end - 1) >> HETMEM_PAGE_SHIFT);
+	else if (start < end)
+		n = hetmem_radix_erase_range(&dmirror->pt, start >> HETMEM_PAGE_SHIFT,
+					     (end - 1) >> HETMEM_PAGE_SHIFT);
+	if (n)
 		dmirror_count_add(&dmirror->mdevice->stats, invalidations, 1);
 	hetmem_mutex_unlock(&dmirror->mutex);
 	return true;
@@ -273,6 +328,9 @@ HETMEM_API int hetmem_dmirror_open(unsigned int minor, struct dmirror **mirror)
 					   &dmirror_min_ops);
 	if (ret)
 		goto err_free;
+	hetmem_mutex_lock(&mdevice->mirrors_lock);
+	hetmem_list_add_tail(&dmirror->mirrors_link, &mdevice->mirrors);
+	hetmem_mutex_unlock(&mdevice->mirrors_lock);
 	dmirror_count_add(&mdevice->stats, mirrors, 1);
 	*mirror = dmirror;
 	return 0;
@@ -289,56 +347,32 @@ err_free:
  * Removes the notifier (waiting for a running invalidation of it to end,
  * so no callback runs after this returns) and frees the device page table
  * and the mirror. No command may run on @mirror concurrently or later.
+ * Pages the mirror migrated stay in device memory while another mirror
+ * of the device is open; closing the device's last mirror evicts all of
+ * its memory back to system memory and removes its chunks.
  *
  * Context: the process that opened @mirror, not an invalidate callback,
- * no lock held that a callback takes; may sleep.
+ * no lock held that a callback takes; may sleep and migrate pages.
  * Return: nothing.
  */
 HETMEM_API void hetmem_dmirror_close(struct dmirror *mirror)
 {
+	struct dmirror_device *mdevice;
+	bool last;
+
 	if (!mirror)
 		return;
+	mdevice = mirror->mdevice;
+	hetmem_mutex_lock(&mdevice->mirrors_lock);
+	hetmem_list_del_init(&mirror->mirrors_link);
+	last = hetmem_list_empty(&mdevice->mirrors);
+	hetmem_mutex_unlock(&mdevice->mirrors_lock);
 	mmu_interval_notifier_remove(&mirror->notifier);
 	hetmem_radix_destroy(&mirror->pt);
-	dmirror_count_sub(&mirror->mdevice->stats, mirrors, 1);
+	dmirror_count_sub(&mdevice->stats, mirrors, 1);
 	free(mirror);
-}
-
-/*
- * Commands of the device-memory layer. Each one gets its own function so
- * that the layer fills them in without touching the dispatch.
- */
-static int dmirror_migrate_to_device(struct dmirror *dmirror,
-				     struct hmm_dmirror_cmd *cmd)
-{
-	/* Filled in by the device-memory layer (migrate_vma_*). */
-	return -EOPNOTSUPP;
-}
-
-static int dmirror_migrate_to_system(struct dmirror *dmirror,
-				     struct hmm_dmirror_cmd *cmd)
-{
-	/* Filled in by the device-memory layer (migrate_vma_*). */
-	return -EOPNOTSUPP;
-}
-
-static int dmirror_exclusive(struct dmirror *dmirror, struct hmm_dmirror_cmd *cmd)
-{
-	/* Filled in by the device-memory layer (make_device_exclusive). */
-	return -EOPNOTSUPP;
-}
-
-static int dmirror_check_exclusive(struct dmirror *dmirror,
-				   struct hmm_dmirror_cmd *cmd)
-{
-	/* Filled in with EXCLUSIVE: any DPT_TAG_ATOMIC entry left -> -EPERM. */
-	return -EOPNOTSUPP;
-}
-
-static int dmirror_release(struct dmirror *dmirror, struct hmm_dmirror_cmd *cmd)
-{
-	/* Filled in by the device-memory layer (evict every chunk). */
-	return -EOPNOTSUPP;
+	if (last)
+		dmirror_devmem_release(mdevice);
 }
 
 static int dmirror_set_flags(struct dmirror *dmirror, struct hmm_dmirror_cmd *cmd)
@@ -408,13 +442,23 @@ static bool dmirror_cmd_range_valid(const struct hmm_dmirror_cmd *cmd)
  * range, 0 when everything was mirrored already); on error *@cmd is left
  * as it was.
  *
+ * MIGRATE_TO_DEV moves the range to device memory and reads it back
+ * through the device table into @cmd->ptr; MIGRATE_TO_SYS moves this
+ * device's pages of the range back; EXCLUSIVE makes the pages
+ * device-exclusive and reads them; CHECK_EXCLUSIVE tells whether any is
+ * still exclusive; RELEASE evicts all of the device's memory.
+ *
  * Context: any thread of the process that opened @mirror, not an
  * invalidate callback and without locks that callbacks take; may sleep
  * and take the mmap lock. Commands on one mirror may run concurrently.
  * Return: 0; -EINVAL for a NULL @mirror or @cmd, an unaligned address,
- * npages == 0, a range that wraps, an unknown @request, or SNAPSHOT
- * from a process that does not own the mirror; -EOPNOTSUPP for the
- * device-memory commands (not implemented yet); -ENOMEM; -EFAULT when a
+ * npages == 0, a range that wraps, an unknown @request, SNAPSHOT or a
+ * migration command from a process that does not own the mirror or
+ * whose address space is gone, or a migration over a page without a
+ * readable VMA; -ENOENT when MIGRATE_TO_DEV or EXCLUSIVE leave a page
+ * unmapped by the mirror; -EPERM from CHECK_EXCLUSIVE when a page is
+ * still exclusive; the errors of make_device_exclusive() and
+ * migrate_vma_setup(); -ENOMEM; -EFAULT when a
  * page is not mapped, PROT_NONE, of a kind hmm_range_fault() cannot
  * fault, keeps failing the device's access, when @cmd->ptr is bad or the
  * address space is gone; -EPERM for WRITE to memory mapped without write
@@ -453,14 +497,33 @@ HETMEM_API int hetmem_dmirror_cmd(struct dmirror *mirror, unsigned long request,
  * The counters cover every mirror of the device in this process: open
  * mirrors, device page-table entries in use and the table memory, the
  * invalidate callbacks that dropped entries, device fault rounds, and the
- * READ, WRITE and SNAPSHOT commands that succeeded. Each is read
- * atomically on its own; together they are a snapshot only when no
- * command runs.
+ * READ, WRITE and SNAPSHOT commands that succeeded; the device memory:
+ * chunks, capacity, device pages in chunks and handed out, pages
+ * migrated to the device and back (commands and CPU faults), CPU faults,
+ * pages evicted and pages made exclusive. Each is read atomically on its
+ * own; together they are a snapshot only when no command runs.
  *
  * Context: any thread.
  * Return: 0; -EINVAL if @stats is NULL; -ENXIO or -ENODEV for a minor that
  * hetmem_dmirror_open() would refuse the same way.
  */
+/* The device-memory counters of hetmem_dmirror_get_stats(). */
+static void dmirror_stats_devmem(struct dmirror_device *mdevice,
+				 struct hetmem_dmirror_stats *stats)
+{
+	struct dmirror_counters *c = &mdevice->stats;
+
+	stats->chunks = __atomic_load_n(&c->chunks, __ATOMIC_RELAXED);
+	stats->capacity_pages = __atomic_load_n(&mdevice->capacity_pages, __ATOMIC_RELAXED);
+	stats->device_pages = __atomic_load_n(&c->device_pages, __ATOMIC_RELAXED);
+	stats->device_pages_used = __atomic_load_n(&c->device_pages_used, __ATOMIC_RELAXED);
+	stats->migrated_to_dev = __atomic_load_n(&c->migrated_to_dev, __ATOMIC_RELAXED);
+	stats->migrated_to_sys = __atomic_load_n(&c->migrated_to_sys, __ATOMIC_RELAXED);
+	stats->cpu_faults = __atomic_load_n(&c->cpu_faults, __ATOMIC_RELAXED);
+	stats->evicted = __atomic_load_n(&c->evicted, __ATOMIC_RELAXED);
+	stats->exclusive = __atomic_load_n(&c->exclusive, __ATOMIC_RELAXED);
+}
+
 HETMEM_API int hetmem_dmirror_get_stats(unsigned int minor,
 					struct hetmem_dmirror_stats *stats)
 {
@@ -482,5 +545,32 @@ HETMEM_API int hetmem_dmirror_get_stats(unsigned int minor,
 	stats->reads = __atomic_load_n(&c->reads, __ATOMIC_RELAXED);
 	stats->writes = __atomic_load_n(&c->writes, __ATOMIC_RELAXED);
 	stats->snapshots = __atomic_load_n(&c->snapshots, __ATOMIC_RELAXED);
+	dmirror_stats_devmem(mdevice, stats);
 	return 0;
+}
+
+/**
+ * hetmem_dmirror_set_capacity() - limit a device's memory
+ * @minor: device number
+ * @bytes: the most device memory the device hands out; rounded down to
+ *	pages, raised to 2 MiB if smaller
+ *
+ * The limit bounds the device pages in use by all mirrors. Lowering it
+ * below what is in use moves nothing at once: the next allocation evicts
+ * least recently used pages back to system memory until the device is
+ * within the limit again. The default is 4 GiB.
+ *
+ * Context: any thread.
+ * Return: 0; -ENXIO or -ENODEV for a minor that hetmem_dmirror_open()
+ * would refuse the same way.
+ */
+HETMEM_API int hetmem_dmirror_set_capacity(unsigned int minor, uint64_t bytes)
+{
+	struct dmirror_device *mdevice;
+	int err = 0;
+
+	mdevice = dmirror_device_get(minor, &err);
+	if (!mdevice)
+		return err;
+	return dmirror_devmem_set_capacity(mdevice, bytes);
 }

@@ -196,8 +196,9 @@ void hetmem_migrate_evict_all(struct mm_struct *mm);
 /* Restore the device-exclusive page at @addr; -EAGAIN: try again later. */
 int hetmem_exclusive_restore(struct mm_struct *mm, unsigned long addr,
 			     bool on_monitor);
-/* Move a staging run back into the application (UFFDIO_MOVE or COPY). */
-int hetmem_migrate_install(struct mm_struct *mm, unsigned long addr,
-			   struct page *page, unsigned long nr, bool on_monitor);
+/* Move a staging run back into the application; returns pages installed. */
+unsigned long hetmem_migrate_install(struct mm_struct *mm, unsigned long addr,
+				     struct page *page, unsigned long nr,
+				     bool on_monitor);
 
 #endif /* HETMEM_SRC_MM_DEVMEM_H */

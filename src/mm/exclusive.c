@@ -200,7 +200,7 @@ int hetmem_exclusive_restore(struct mm_struct *mm, unsigned long addr,
 	if (!page)
 		return ret;
 	excl_notify(mm, addr, NULL);
-	ret = hetmem_migrate_install(mm, addr, page, 1, on_monitor);
+	ret = hetmem_migrate_install(mm, addr, page, 1, on_monitor) ? 0 : -EAGAIN;
 	hetmem_mutex_lock(&mm->dev_lock);
 	if (ret == -EAGAIN)
 		hetmem_radix_store(&mm->devtab, vpn,

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <linux/userfaultfd.h>
@@ -68,8 +69,7 @@ static void fault_wake(struct mm_struct *mm, unsigned long addr)
 	uffd_ioctl(mm, UFFDIO_WAKE, &r);
 }
 
-/* An ordinary hole, or a stale write-protection left by a migration. */
-static int fault_cpu(struct mm_struct *mm, unsigned long addr, bool wp)
+static int fault_fill(struct mm_struct *mm, unsigned long addr, bool wp)
 {
 	int ret;
 
@@ -86,6 +86,26 @@ static int fault_cpu(struct mm_struct *mm, unsigned long addr, bool wp)
 
 		ret = uffd_ioctl(mm, UFFDIO_ZEROPAGE, &z);
 	}
+	return ret;
+}
+
+
+/*
+ * An ordinary hole, or a stale write-protection left by a migration. The
+ * zero page goes in under the table lock, after checking that no
+ * migration marked the page meanwhile: a migration marks its pages
+ * before it looks at the page tables, so it either sees the zero page
+ * or the fault sees its mark.
+ */
+static int fault_cpu(struct mm_struct *mm, unsigned long addr, bool wp)
+{
+	uint64_t e;
+	int ret;
+
+	hetmem_mutex_lock(&mm->dev_lock);
+	e = hetmem_radix_lookup(&mm->devtab, addr >> HETMEM_PAGE_SHIFT);
+	ret = e ? -EAGAIN : fault_fill(mm, addr, wp);
+	hetmem_mutex_unlock(&mm->dev_lock);
 	if (ret == -EAGAIN)
 		return -EAGAIN;
 	if (ret)		/* filled meanwhile, or unmapped: retry the access */
@@ -176,20 +196,24 @@ static int fault_device(struct mm_struct *mm, const struct uffd_msg *msg,
 	int ret;
 
 	page = fault_grab(mm, addr, &ret);
-	if (!page)
+	if (!page) {
 		return ret ? ret : fault_cpu(mm, addr, false);
+	}
 	if (!mmap_read_trylock(mm)) {
 		ret = -EAGAIN;
 		goto out_unlock_page;
 	}
 	vmret = fault_call(mm, page, msg, addr);
 	mmap_read_unlock(mm);
+	/*
+	 * Otherwise wake the thread whatever happened: if the page is back
+	 * it goes on; if not (an event was queued, a race), it faults again
+	 * and that fault is served afresh.
+	 */
 	if (vmret & (VM_FAULT_SIGBUS | VM_FAULT_OOM))
 		fault_sigbus(mm, msg, addr);
-	else if (hetmem_devtab_lookup(mm, addr))
-		ret = -EAGAIN;	/* not moved yet (an event was queued): again */
 	else
-		fault_wake(mm, addr);	/* cheap; covers pages others moved */
+		fault_wake(mm, addr);
 out_unlock_page:
 	unlock_page(page);
 	put_page(page);

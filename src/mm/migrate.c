@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <unistd.h>
 #include <linux/userfaultfd.h>
 
 #include "mm/devmem.h"
@@ -544,37 +545,52 @@ static bool mig_still_migrating(struct mm_struct *mm, unsigned long addr)
 	       HETMEM_DEVTAB_MIGRATING;
 }
 
-/* Move or copy a staging run into the application's hole at @addr. */
-int hetmem_migrate_install(struct mm_struct *mm, unsigned long addr,
-			   struct page *page, unsigned long nr, bool on_monitor)
+/* One UFFDIO_MOVE (or UFFDIO_COPY) of a run; bytes done in *@done. */
+static int install_once(struct mm_struct *mm, unsigned long dst, unsigned long src,
+			unsigned long len, bool copy, unsigned long *done)
+{
+	struct uffdio_move mv = { .dst = dst, .src = src, .len = len };
+	struct uffdio_copy cp = { .dst = dst, .src = src, .len = len };
+	int fd = hetmem_mm_uffd(mm);
+	int r = copy ? ioctl(fd, UFFDIO_COPY, &cp) : ioctl(fd, UFFDIO_MOVE, &mv);
+	long progress = copy ? cp.copy : mv.move;
+
+	*done = progress > 0 ? (unsigned long)progress : 0;
+	return r ? -errno : 0;
+}
+
+/*
+ * Move or copy a staging run into the application's hole at @addr,
+ * continuing after partial progress. Returns the pages installed; they
+ * are always a prefix of the run. Reads -EAGAIN (queued events) as "try
+ * again after the monitor delivered them", except on the monitor.
+ */
+unsigned long hetmem_migrate_install(struct mm_struct *mm, unsigned long addr,
+				     struct page *page, unsigned long nr,
+				     bool on_monitor)
 {
 	unsigned long src = (unsigned long)page_address(page);
-	unsigned long len = nr << HETMEM_PAGE_SHIFT;
+	unsigned long len = nr << HETMEM_PAGE_SHIFT, off = 0, step;
 	int64_t deadline = hetmem_ktime_get() + 1000LL * 1000 * 1000;
 	bool copy = false;
+	int r;
 
-	for (;;) {
-		struct uffdio_move mv = { .dst = addr, .src = src, .len = len };
-		struct uffdio_copy cp = { .dst = addr, .src = src, .len = len };
-		int r = copy ? ioctl(hetmem_mm_uffd(mm), UFFDIO_COPY, &cp) :
-			       ioctl(hetmem_mm_uffd(mm), UFFDIO_MOVE, &mv);
-		long done = copy ? cp.copy : mv.move;
-
-		if (!r) {
-			if (!copy)
-				hetmem_staging_moved_out(page, nr);
-			return 0;
-		}
-		r = errno;
-		if (done > 0)
-			return -EIO;	/* partly installed: cannot happen for a hole */
-		if (r == EINVAL && !copy) {
-			copy = true;	/* read-only mapping */
+	while (off < len) {
+		r = install_once(mm, addr + off, src + off, len - off, copy, &step);
+		if (!copy)
+			hetmem_staging_moved_out(pfn_to_page(page_to_pfn(page) +
+						 (off >> HETMEM_PAGE_SHIFT)),
+						 step >> HETMEM_PAGE_SHIFT);
+		off += step;
+		if (!r || step)
 			continue;
-		}
-		if (r != EAGAIN || on_monitor || hetmem_mm_sync_events(mm, deadline))
-			return -r;
+		if (r == -EINVAL && !copy)
+			copy = true;	/* read-only mapping */
+		else if (r != -EAGAIN || on_monitor ||
+			 hetmem_mm_sync_events(mm, deadline))
+			break;
 	}
+	return off >> HETMEM_PAGE_SHIFT;
 }
 
 /* Install the run of system destinations [i, i + n) back into the mapping. */
@@ -588,10 +604,9 @@ static void mig_install_run(struct migrate_vma *args, struct hetmem_migrate *mig
 		if (!mig_still_migrating(mig->mm, mig_addr(args, i + k)))
 			break;
 	}
-	if (k == n && !hetmem_migrate_install(mig->mm, mig_addr(args, i), page, n,
-					      mig->on_monitor))
-		return;
-	for (k = 0; k < n; k++)
+	k = hetmem_migrate_install(mig->mm, mig_addr(args, i), page, k,
+				   mig->on_monitor);
+	for (; k < n; k++)
 		args->src[i + k] &= ~MIGRATE_PFN_MIGRATE;
 }
 
@@ -932,7 +947,7 @@ HETMEM_API void migrate_device_pages(unsigned long *src_pfns,
 
 		if (!dpage || !(dpage->flags & HETMEM_PGF_STAGING) ||
 		    (mm && (!mig_still_migrating(mm, addr) ||
-			    hetmem_migrate_install(mm, addr, dpage, 1, on_monitor))))
+			    !hetmem_migrate_install(mm, addr, dpage, 1, on_monitor))))
 			src_pfns[i] &= ~MIGRATE_PFN_MIGRATE;
 	}
 }

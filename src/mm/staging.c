@@ -34,8 +34,15 @@
  * monitor's userfaultfd, which does have events, is not involved.
  *
  * The reservation is 16 GiB of MAP_NORESERVE address space (it costs
- * nothing until written), 2 MiB aligned and THP-enabled, so that a whole
- * transparent huge page of the application moves in as one PMD.
+ * nothing until written), 2 MiB aligned so that a whole transparent huge
+ * page of the application can move in as one PMD. The arena itself is
+ * MADV_NOHUGEPAGE: a driver's copy into a staging hole must not fault in
+ * a huge page whose subpages are then moved one by one into the
+ * application. On 6.18 that combination (UFFDIO_MOVE of single pages out
+ * of a PTE-mapped huge folio, while the application faults on the
+ * destination) was seen to leave a page mapped at an address hetmem had
+ * emptied, so a device page and a CPU page coexisted; with base pages it
+ * never happened in millions of moves (tests/stress/test-migrate.c).
  */
 
 /**
@@ -349,7 +356,7 @@ static int arena_map(int uffd, unsigned long bytes)
 		munmap(raw, head);
 	if (len - head > bytes)
 		munmap((void *)(start + bytes), len - head - bytes);
-	madvise((void *)start, bytes, MADV_HUGEPAGE);
+	madvise((void *)start, bytes, MADV_NOHUGEPAGE);
 	reg = (struct uffdio_register){
 		.range = { .start = start, .len = bytes },
 		.mode = UFFDIO_REGISTER_MODE_WP,
@@ -711,3 +718,4 @@ HETMEM_API void __free_page(struct page *page)
 {
 	put_page(page);
 }
+

@@ -563,6 +563,8 @@ static int run_demo(void)
 		ret = demo_buf_phase();
 	if (!ret)
 		ret = demo_mm_phase();
+	if (!ret)
+		ret = demo_migrate_phase();
 	return ret;
 }
 

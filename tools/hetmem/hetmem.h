@@ -38,6 +38,9 @@ int demo_buf_phase(void);
 /* demo-mm.c: the mirroring phase of "hetmem demo". */
 int demo_mm_phase(void);
 
+/* demo-migrate.c: the migration phase of "hetmem demo". */
+int demo_migrate_phase(void);
+
 void tool_usage(FILE *out);
 
 #endif /* HETMEM_TOOLS_HETMEM_H */

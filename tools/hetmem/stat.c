@@ -64,7 +64,23 @@
  *
  *    Interval notifiers and device page tables live in the process that
  *    created them, so there is no system-wide view of mirrors; "--demo"
- *    mirrors four pages of its own and unmaps two of them first.
+ *    mirrors four pages of its own and unmaps two of them first, then
+ *    migrates the other two to dmirror 0 and reads one back.
+ *
+ * 4. Device memory of this process, after the mirrors:
+ *    hetmem_devmem_get_stats() (pagemaps, device pages and those in use,
+ *    staging pages, cached staging bytes, pages migrated each way, CPU
+ *    faults served by migrate_to_ram, device-exclusive pages), then one
+ *    line of migration counters per dmirror device::
+ *
+ *	Device memory of this process: 1 pagemap(s), 16384 device page(s), 0 used, 0 staging page(s), 0 bytes cached
+ *	  migrated: 8192 to device, 8192 to system; CPU faults 1 (retried 0, SIGBUS 0); exclusive 0 (revoked 0); copy fallbacks 0, skipped 0
+ *	devmem	chunks	capacity	used	to_dev	to_sys	cpu_faults	evicted	exclusive
+ *	0	1	0	0	8192	8192	1	0	0
+ *	2	absent
+ *
+ *    capacity is the device's memory limit in pages
+ *    (hetmem_dmirror_set_capacity()).
  *
  * The format is for people and is not ABI. Exit status: 0, or 1 when
  * "--demo" found its own buffers missing from either view or its mirror
@@ -88,6 +104,7 @@
 #include <hetmem/fence/dma-fence.h>
 #include <hetmem/fence/sw_sync.h>
 #include <hetmem/mm/mm.h>
+#include <hetmem/mm/memremap.h>
 #include <hetmem/resv/dma-resv.h>
 
 #include "hetmem.h"
@@ -197,6 +214,62 @@ static void stat_print_dmirror(FILE *f, unsigned int minor)
 		(unsigned long long)ds.snapshots);
 }
 
+/* Device memory: hetmem's pagemaps, then each device's migration counters. */
+
+static void stat_print_devmem_dmirror(FILE *f, unsigned int minor)
+{
+	struct hetmem_dmirror_stats ds;
+	int ret = hetmem_dmirror_get_stats(minor, &ds);
+
+	if (ret == -ENODEV) {
+		fprintf(f, "%u\tabsent\n", minor);
+		return;
+	}
+	if (ret) {
+		fprintf(f, "%u\terror: %s\n", minor, strerror(-ret));
+		return;
+	}
+	fprintf(f, "%u\t%llu\t%llu\t%llu\t%llu\t%llu\t%llu\t%llu\t%llu\n",
+		minor, (unsigned long long)ds.chunks,
+		(unsigned long long)ds.capacity_pages,
+		(unsigned long long)ds.device_pages_used,
+		(unsigned long long)ds.migrated_to_dev,
+		(unsigned long long)ds.migrated_to_sys,
+		(unsigned long long)ds.cpu_faults,
+		(unsigned long long)ds.evicted,
+		(unsigned long long)ds.exclusive);
+}
+
+static void stat_print_devmem(FILE *f)
+{
+	struct hetmem_devmem_stats st;
+	unsigned int minor;
+
+	hetmem_devmem_get_stats(&st);
+	fprintf(f, "\nDevice memory of this process: %llu pagemap(s), %llu device "
+		"page(s), %llu used, %llu staging page(s), %llu bytes cached\n",
+		(unsigned long long)st.pagemaps,
+		(unsigned long long)st.device_pages,
+		(unsigned long long)st.device_pages_used,
+		(unsigned long long)st.staging_pages,
+		(unsigned long long)st.staging_cached_bytes);
+	fprintf(f, "  migrated: %llu to device, %llu to system; CPU faults %llu "
+		"(retried %llu, SIGBUS %llu); exclusive %llu (revoked %llu); "
+		"copy fallbacks %llu, skipped %llu\n",
+		(unsigned long long)st.migrated_to_device,
+		(unsigned long long)st.migrated_to_ram,
+		(unsigned long long)st.cpu_faults,
+		(unsigned long long)st.fault_retries,
+		(unsigned long long)st.fault_sigbus,
+		(unsigned long long)st.exclusive,
+		(unsigned long long)st.exclusive_revoked,
+		(unsigned long long)st.move_fallbacks,
+		(unsigned long long)st.migrate_skipped);
+	fprintf(f, "devmem\tchunks\tcapacity\tused\tto_dev\tto_sys\tcpu_faults\tevicted\texclusive\n");
+	for (minor = 0; minor < HETMEM_DMIRROR_NDEVICES; minor++)
+		stat_print_devmem_dmirror(f, minor);
+}
+
 /**
  * stat_print_mirrors() - this process's mirroring counters
  * @f: the stream
@@ -214,6 +287,7 @@ void stat_print_mirrors(FILE *f)
 		stat_print_dmirror(f, minor);
 	fprintf(f, "  no system-wide view: mirrors live in the process that "
 		"opened them and /proc does not show them\n");
+	stat_print_devmem(f);
 }
 
 /* Classify a /proc fd link: 1 hetmem memfd, 2 kernel dma-buf, 0 other. */
@@ -596,6 +670,30 @@ static void stat_demo_teardown(struct stat_demo *d)
 }
 
 /*
+ * The two pages left of the --demo mirror move into dmirror 0's memory
+ * and the CPU reads the first back, so that the device-memory counters
+ * show a migration and a CPU fault. Without UFFDIO_MOVE there is none.
+ */
+static int stat_demo_migrate(struct stat_demo *d)
+{
+	volatile const char *p = d->pages;
+	struct hetmem_mm_caps caps;
+	struct hmm_dmirror_cmd cmd;
+	int ret;
+
+	if (hetmem_mm_probe(&caps) || !caps.uffd_move)
+		return 0;
+	memset(&cmd, 0, sizeof(cmd));
+	cmd.addr = (uintptr_t)d->pages;
+	cmd.ptr = (uintptr_t)d->bounce;
+	cmd.npages = d->pages_len / HETMEM_PAGE_SIZE;
+	ret = hetmem_dmirror_cmd(d->mirror, HMM_DMIRROR_MIGRATE_TO_DEV, &cmd);
+	if (ret)
+		return ret;
+	return p[0] == 0x5a ? 0 : -EIO;
+}
+
+/*
  * The --demo mirror: four pages read by dmirror 0, then the last two
  * unmapped, so that the counters show a mirror, a fault and an
  * invalidation. 1 if it runs, 0 without userfaultfd, -errno on failure.
@@ -633,6 +731,8 @@ static int stat_demo_mirror(struct stat_demo *d)
 		return -errno;
 	d->pages_len = len / 2;
 	ret = hetmem_mm_sync(hetmem_current_mm(), 2000);
+	if (!ret)
+		ret = stat_demo_migrate(d);
 	return ret ? ret : 1;
 }
 

@@ -101,12 +101,12 @@ TEST_F(dmirror, cmd_validation)
 	expect_rejected(self->mirror, _IOW('H', 0x00, struct hmm_dmirror_cmd),
 			(uintptr_t)buf, 1, -EINVAL);
 	expect_rejected(self->mirror, 0x1234, (uintptr_t)buf, 1, -EINVAL);
-	/* The device-memory commands are not there yet. */
-	expect_rejected(self->mirror, HMM_DMIRROR_MIGRATE_TO_DEV, (uintptr_t)buf, 1, -EOPNOTSUPP);
-	expect_rejected(self->mirror, HMM_DMIRROR_MIGRATE_TO_SYS, (uintptr_t)buf, 1, -EOPNOTSUPP);
-	expect_rejected(self->mirror, HMM_DMIRROR_EXCLUSIVE, (uintptr_t)buf, 1, -EOPNOTSUPP);
-	expect_rejected(self->mirror, HMM_DMIRROR_CHECK_EXCLUSIVE, (uintptr_t)buf, 1, -EOPNOTSUPP);
-	expect_rejected(self->mirror, HMM_DMIRROR_RELEASE, (uintptr_t)buf, 1, -EOPNOTSUPP);
+	/* The device-memory commands validate the same way. */
+	expect_rejected(self->mirror, HMM_DMIRROR_MIGRATE_TO_DEV, (uintptr_t)buf, 0, -EINVAL);
+	expect_rejected(self->mirror, HMM_DMIRROR_MIGRATE_TO_SYS, (uintptr_t)buf + 1, 1, -EINVAL);
+	expect_rejected(self->mirror, HMM_DMIRROR_EXCLUSIVE, (uintptr_t)buf, 0, -EINVAL);
+	expect_rejected(self->mirror, HMM_DMIRROR_CHECK_EXCLUSIVE, (uintptr_t)buf, ~0UL, -EINVAL);
+	expect_rejected(self->mirror, HMM_DMIRROR_RELEASE, (uintptr_t)buf, 0, -EINVAL);
 	/* Success copies back, with cpages and faults cleared. */
 	cmd = (struct hmm_dmirror_cmd){ .addr = (uintptr_t)buf,
 		.npages = HMM_DMIRROR_FLAG_FAIL_ALLOC, .cpages = 7, .faults = 7 };
