@@ -213,6 +213,17 @@ static int uffd_open_monitor(uint64_t *features)
 		return -EOPNOTSUPP;
 	want |= offered & UFFD_OPTIONAL;
 	fd = -EOPNOTSUPP;
+#if defined(__SANITIZE_THREAD__)
+	/*
+	 * ThreadSanitizer forks its symbolizer from whichever thread first
+	 * needs it, the monitor included, and holds its own locks meanwhile:
+	 * a FORK event that only the monitor (or the rescue thread, blocked
+	 * on those locks) can read would never be read. Fork is then
+	 * reported from the pthread_atfork() handler, as without
+	 * CAP_SYS_PTRACE.
+	 */
+	offered &= ~(uint64_t)UFFD_FEATURE_EVENT_FORK;
+#endif
 	if (offered & UFFD_FEATURE_EVENT_FORK)
 		fd = hetmem_uffd_create(want | UFFD_FEATURE_EVENT_FORK, features,
 					reason, sizeof(reason));
@@ -654,9 +665,21 @@ static void defer_fault(struct hetmem_mm_monitor *mon, const struct uffd_msg *ms
 	hetmem_devmem_count(fault_retries, 1);
 }
 
+/* Driver code runs in fault servicing too: the rescue thread watches it. */
+static int serve_fault(struct hetmem_mm_monitor *mon, const struct uffd_msg *msg)
+{
+	int ret;
+
+	__atomic_fetch_add(&mon->dispatch_seq, 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&mon->dispatching, 1, __ATOMIC_RELEASE);
+	ret = hetmem_fault_serve(mon->mm, msg);
+	__atomic_store_n(&mon->dispatching, 0, __ATOMIC_RELEASE);
+	return ret;
+}
+
 static void handle_fault(struct hetmem_mm_monitor *mon, const struct uffd_msg *msg)
 {
-	if (hetmem_fault_serve(mon->mm, msg) == -EAGAIN)
+	if (serve_fault(mon, msg) == -EAGAIN)
 		defer_fault(mon, msg);
 }
 
@@ -666,7 +689,7 @@ static void retry_deferred(struct hetmem_mm_monitor *mon)
 	unsigned int i, n = mon->ndeferred, kept = 0;
 
 	for (i = 0; i < n; i++) {
-		if (hetmem_fault_serve(mon->mm, &mon->deferred[i]) == -EAGAIN)
+		if (serve_fault(mon, &mon->deferred[i]) == -EAGAIN)
 			mon->deferred[kept++] = mon->deferred[i];
 	}
 	/* Faults deferred while retrying were appended after n. */
@@ -787,26 +810,32 @@ static void *monitor_main(void *arg)
 static void rescue_read(struct hetmem_mm_monitor *mon)
 {
 	struct pollfd pfd = { .fd = mon->uffd, .events = POLLIN };
+	bool misbehaved = false;
 	ssize_t n;
 
 	if (poll(&pfd, 1, 0) != 1)
 		return;
-	/* Before the events are handed over: a sync after them sees it. */
-	if (!mon->rescue_warned) {
-		mon->rescue_warned = true;
-		HETMEM_WARN(true, "an invalidate callback raised an address-space event "
-			    "(munmap/madvise/free of watched memory); rescued it");
-	}
 	pthread_mutex_lock(&mon->rescue_lock);
 	while (mon->nrescued < RESCUE_QUEUE) {
-		n = read(mon->uffd, &mon->rescued[mon->nrescued],
-			 sizeof(struct uffd_msg));
-		if (n != (ssize_t)sizeof(struct uffd_msg))
+		struct uffd_msg *msg = &mon->rescued[mon->nrescued];
+
+		n = read(mon->uffd, msg, sizeof(*msg));
+		if (n != (ssize_t)sizeof(*msg))
 			break;
+		/* A fork (a helper process, a sanitizer's symbolizer) is fine. */
+		misbehaved |= msg->event != UFFD_EVENT_FORK &&
+			       msg->event != UFFD_EVENT_PAGEFAULT;
 		mon->nrescued++;
 		__atomic_fetch_add(&mon->mm->stats.rescued_reads, 1, __ATOMIC_RELAXED);
 	}
 	pthread_mutex_unlock(&mon->rescue_lock);
+	/* Before the monitor delivers them: a sync after them sees it. */
+	if (misbehaved && !mon->rescue_warned) {
+		mon->rescue_warned = true;
+		HETMEM_WARN(true, "an invalidate callback or migrate_to_ram raised an "
+			    "address-space event (munmap/madvise/free of watched memory); "
+			    "rescued it");
+	}
 }
 
 static void *rescue_main(void *arg)

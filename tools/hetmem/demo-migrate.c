@@ -120,6 +120,16 @@ static double mg_mib(long long bytes)
 	return (double)bytes / (double)MG_MIB;
 }
 
+/*
+ * Sanitizers keep their own anonymous memory (shadow, quarantine), which
+ * grows while the demo runs: the RssAnon drop is then shown, not judged.
+ */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define MG_RSS_MEANINGFUL 0
+#else
+#define MG_RSS_MEANINGFUL 1
+#endif
+
 /* Fill, migrate to the device, watch RssAnon drop. */
 static int mg_to_device(struct mg_demo *d)
 {
@@ -152,7 +162,7 @@ static int mg_to_device(struct mg_demo *d)
 			(unsigned long long)(s1.migrated_to_dev - s0.migrated_to_dev),
 			ret ? ": " : "", ret ? strerror(-ret) : ""))
 		return ret ? ret : -EPROTO;
-	demo_check("cpu", before - after >= (long long)(MG_BYTES * 9 / 10),
+	demo_check("cpu", MG_RSS_MEANINGFUL ? before - after >= (long long)(MG_BYTES * 9 / 10) : true,
 		   "RssAnon %.1f MiB before, %.1f MiB after: %.1f MiB left system memory "
 		   "(hetmem keeps up to 2 MiB of staging memory for reuse)",
 		   mg_mib(before), mg_mib(after), mg_mib(before - after));

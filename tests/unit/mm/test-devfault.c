@@ -86,11 +86,14 @@ static vm_fault_t drv_migrate_to_ram(struct vm_fault *vmf)
 		.flags = MIGRATE_VMA_SELECT_DEVICE_PRIVATE, .fault_page = vmf->page,
 	};
 
+	struct dma_fence *fence = __atomic_load_n(&wait_fence, __ATOMIC_ACQUIRE);
+	vm_fault_t result = __atomic_load_n(&fault_result, __ATOMIC_ACQUIRE);
+
 	__atomic_fetch_add(&faults, 1, __ATOMIC_RELAXED);
-	if (wait_fence)
-		dma_fence_wait_timeout(wait_fence, false, 1);
-	if (fault_result)
-		return fault_result;
+	if (fence)
+		dma_fence_wait_timeout(fence, false, 1);
+	if (result)
+		return result;
 	if (migrate_vma_setup(&a))
 		return VM_FAULT_SIGBUS;
 	drv_copy_back(&a);
@@ -350,6 +353,8 @@ TEST_F(devfault, sigbus_reaches_the_faulting_thread)
 		char *p = mmap(NULL, PG, PROT_READ | PROT_WRITE,
 			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
+		signal(SIGBUS, SIG_DFL);	/* not a sanitizer's handler */
+
 		p[0] = 3;
 		if (drv_migrate(p, 1) != 1)
 			_exit(2);
@@ -370,7 +375,7 @@ TEST_F(devfault, fence_wait_in_fault_inside_signalling_is_reported)
 	hetmem_set_warn_mode(HETMEM_WARN_SILENT);
 	hetmem_lockdep_set_enabled(true);
 	hetmem_lockdep_reset();
-	wait_fence = dma_fence_get_stub();
+	__atomic_store_n(&wait_fence, dma_fence_get_stub(), __ATOMIC_RELEASE);
 	/* Outside a signalling section a fence wait in the fault is fine. */
 	before = hetmem_lockdep_report_count();
 	ASSERT_EQ(self->buf[0], (char)1);
@@ -381,6 +386,6 @@ TEST_F(devfault, fence_wait_in_fault_inside_signalling_is_reported)
 	dma_fence_end_signalling(cookie);
 	ASSERT_GT(hetmem_lockdep_report_count(), before);
 	dma_fence_put(wait_fence);
-	wait_fence = NULL;
+	__atomic_store_n(&wait_fence, NULL, __ATOMIC_RELEASE);
 }
 
