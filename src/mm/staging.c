@@ -70,17 +70,6 @@
  * leaking the inherited copy.
  */
 
-#ifndef UFFDIO_MOVE
-struct uffdio_move {
-	__u64 dst;
-	__u64 src;
-	__u64 len;
-	__u64 mode;
-	__s64 move;
-};
-#define UFFDIO_MOVE _IOWR(UFFDIO, 0x05, struct uffdio_move)
-#define UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES ((__u64)1 << 1)
-#endif
 #ifndef UFFD_FEATURE_MOVE
 #define UFFD_FEATURE_MOVE ((__u64)1 << 16)
 #endif

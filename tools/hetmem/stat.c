@@ -191,19 +191,25 @@ static void stat_print_mm(FILE *f)
 		(unsigned long long)ms.rescued_reads);
 }
 
+/* A device's counters, or false after printing why there are none. */
+static bool stat_get_dmirror(FILE *f, unsigned int minor,
+			     struct hetmem_dmirror_stats *ds)
+{
+	int ret = hetmem_dmirror_get_stats(minor, ds);
+
+	if (ret == -ENODEV)
+		fprintf(f, "%u\tabsent\n", minor);
+	else if (ret)
+		fprintf(f, "%u\terror: %s\n", minor, strerror(-ret));
+	return !ret;
+}
+
 static void stat_print_dmirror(FILE *f, unsigned int minor)
 {
 	struct hetmem_dmirror_stats ds;
-	int ret = hetmem_dmirror_get_stats(minor, &ds);
 
-	if (ret == -ENODEV) {
-		fprintf(f, "%u\tabsent\n", minor);
+	if (!stat_get_dmirror(f, minor, &ds))
 		return;
-	}
-	if (ret) {
-		fprintf(f, "%u\terror: %s\n", minor, strerror(-ret));
-		return;
-	}
 	fprintf(f, "%u\t%llu\t%llu\t%llu\t%llu\t%llu\t%llu\t%llu\t%llu\n",
 		minor, (unsigned long long)ds.mirrors,
 		(unsigned long long)ds.mirrored_pages,
@@ -219,16 +225,9 @@ static void stat_print_dmirror(FILE *f, unsigned int minor)
 static void stat_print_devmem_dmirror(FILE *f, unsigned int minor)
 {
 	struct hetmem_dmirror_stats ds;
-	int ret = hetmem_dmirror_get_stats(minor, &ds);
 
-	if (ret == -ENODEV) {
-		fprintf(f, "%u\tabsent\n", minor);
+	if (!stat_get_dmirror(f, minor, &ds))
 		return;
-	}
-	if (ret) {
-		fprintf(f, "%u\terror: %s\n", minor, strerror(-ret));
-		return;
-	}
 	fprintf(f, "%u\t%llu\t%llu\t%llu\t%llu\t%llu\t%llu\t%llu\t%llu\n",
 		minor, (unsigned long long)ds.chunks,
 		(unsigned long long)ds.capacity_pages,
