@@ -59,6 +59,7 @@ static void excl_notify(struct mm_struct *mm, unsigned long addr, void *owner)
 static int excl_prepare(struct mm_struct *mm, unsigned long addr)
 {
 	struct hetmem_vma vma;
+	unsigned long s = addr & ~(HETMEM_PMD_SIZE - 1), e = s + HETMEM_PMD_SIZE;
 	int ret = excl_check(mm, addr);
 
 	if (!ret && hetmem_devtab_type(hetmem_devtab_lookup(mm, addr)) ==
@@ -72,7 +73,8 @@ static int excl_prepare(struct mm_struct *mm, unsigned long addr)
 		ret = hetmem_mm_monitor_start(mm);
 	if (ret || (ret = hetmem_vma_find(mm, addr, &vma)))
 		return ret;
-	return hetmem_mm_watch_missing(mm, &vma, vma.start, vma.end);
+	return hetmem_mm_watch_missing(mm, &vma, s < vma.start ? vma.start : s,
+				       e > vma.end ? vma.end : e);
 }
 
 /* Move the page at @addr into @page; a shared page is unshared once. */

@@ -21,10 +21,10 @@
  * mechanisms the kernel offers to userspace (measured in
  * ../shared/spec/mechanisms.md, Q2):
  *
- *  - The mapping holding the page is registered with the monitor's
- *    userfaultfd for missing-page faults (the whole mapping, so that
- *    registration never splits it), so that a hole there faults to
- *    hetmem instead of reading as zeros.
+ *  - The range around the page is registered with the monitor's
+ *    userfaultfd for missing-page faults (2 MiB-aligned windows, clipped
+ *    to the mapping), so that a hole there faults to hetmem instead of
+ *    reading as zeros.
  *  - The page is moved out with UFFDIO_MOVE into hetmem's staging area
  *    (staging.c), at the same offset in a 2 MiB block, so one ioctl moves
  *    a whole run and a 2 MiB transparent huge page moves as one PMD. The
@@ -135,18 +135,27 @@ static bool mig_private_anon(struct mm_struct *mm, struct migrate_vma *args,
 }
 
 /*
- * Missing-fault registration of the whole mapping: registering part of
- * it would split the mapping, and a driver that looked the mapping up
- * before would then see its range cross two (the kernel never splits a
- * VMA for migration).
+ * Missing-fault registration of the 2 MiB windows around the range,
+ * clipped to the mapping. Not the whole mapping: anonymous mappings merge
+ * with their neighbours (malloc arenas, a sanitizer's allocator), and a
+ * never-touched page there that the monitor thread itself touches would
+ * fault to the monitor, which cannot serve its own fault. A window may
+ * split the mapping, which the kernel never does: drivers look mappings
+ * up per batch and clip to them, as the kernel's test device does.
  */
 static int mig_watch(struct mm_struct *mm, struct migrate_vma *args)
 {
 	struct hetmem_vma vma;
+	unsigned long s = args->start & ~(HETMEM_PMD_SIZE - 1);
+	unsigned long e = (args->end + HETMEM_PMD_SIZE - 1) & ~(HETMEM_PMD_SIZE - 1);
 
-	if (hetmem_vma_find(mm, args->start, &vma) || vma.start > args->start)
+	if (hetmem_vma_find(mm, args->start, &vma))
 		return -EFAULT;
-	return hetmem_mm_watch_missing(mm, &vma, vma.start, vma.end);
+	if (s < vma.start)
+		s = vma.start;
+	if (e > vma.end || e < args->end)
+		e = vma.end;
+	return hetmem_mm_watch_missing(mm, &vma, s, e);
 }
 
 /* ---- setup: collecting ---- */

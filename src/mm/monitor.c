@@ -828,14 +828,14 @@ static void rescue_read(struct hetmem_mm_monitor *mon)
 		mon->nrescued++;
 		__atomic_fetch_add(&mon->mm->stats.rescued_reads, 1, __ATOMIC_RELAXED);
 	}
-	pthread_mutex_unlock(&mon->rescue_lock);
-	/* Before the monitor delivers them: a sync after them sees it. */
+	/* Before the monitor can deliver them: a sync after them sees it. */
 	if (misbehaved && !mon->rescue_warned) {
 		mon->rescue_warned = true;
 		HETMEM_WARN(true, "an invalidate callback or migrate_to_ram raised an "
 			    "address-space event (munmap/madvise/free of watched memory); "
 			    "rescued it");
 	}
+	pthread_mutex_unlock(&mon->rescue_lock);
 }
 
 static void *rescue_main(void *arg)
