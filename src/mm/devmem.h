@@ -75,7 +75,7 @@ struct page *hetmem_staging_pfn_to_page(unsigned long pfn);
  * A staging page (order 0) or PMD-sized folio (order HPAGE_PMD_ORDER) at
  * the same offset within its 2 MiB block as @addr, so that a run of
  * consecutive addresses gets a run of consecutive staging pages and one
- * UFFDIO_MOVE moves the whole run (a whole PMD when the source is a THP).
+ * UFFDIO_MOVE moves the whole run.
  * @empty: the slot must hold no memory (it is about to receive a page by
  * UFFDIO_MOVE); otherwise populated slots are preferred (a driver is about
  * to copy into it and should not pay for a fresh page). Returned with one
@@ -196,6 +196,12 @@ void hetmem_migrate_evict_all(struct mm_struct *mm);
 /* Restore the device-exclusive page at @addr; -EAGAIN: try again later. */
 int hetmem_exclusive_restore(struct mm_struct *mm, unsigned long addr,
 			     bool on_monitor);
+/*
+ * Move [addr, addr + n pages) out of the application into the empty
+ * staging pages @pages (consecutive); see migrate.c.
+ */
+long hetmem_migrate_move_out(unsigned long addr, unsigned long n,
+			     struct page **pages, bool *moved);
 /* Move a staging run back into the application; returns pages installed. */
 unsigned long hetmem_migrate_install(struct mm_struct *mm, unsigned long addr,
 				     struct page *page, unsigned long nr,

@@ -58,8 +58,6 @@ static void excl_notify(struct mm_struct *mm, unsigned long addr, void *owner)
 
 static int excl_prepare(struct mm_struct *mm, unsigned long addr)
 {
-	struct hetmem_vma vma;
-	unsigned long s = addr & ~(HETMEM_PMD_SIZE - 1), e = s + HETMEM_PMD_SIZE;
 	int ret = excl_check(mm, addr);
 
 	if (!ret && hetmem_devtab_type(hetmem_devtab_lookup(mm, addr)) ==
@@ -71,16 +69,15 @@ static int excl_prepare(struct mm_struct *mm, unsigned long addr)
 		ret = hetmem_staging_start();
 	if (!ret)
 		ret = hetmem_mm_monitor_start(mm);
-	if (ret || (ret = hetmem_vma_find(mm, addr, &vma)))
+	if (ret)
 		return ret;
-	return hetmem_mm_watch_missing(mm, &vma, s < vma.start ? vma.start : s,
-				       e > vma.end ? vma.end : e);
+	return hetmem_mm_watch_missing(mm, addr, addr + HETMEM_PAGE_SIZE);
 }
 
-/* Move the page at @addr into @page; a shared page is unshared once. */
+/* Move the page at @addr into @page, as migration moves pages out. */
 static int excl_take(struct mm_struct *mm, unsigned long addr, struct page *page)
 {
-	unsigned long moved;
+	bool moved = false;
 	long ret;
 
 	hetmem_mutex_lock(&mm->dev_lock);
@@ -90,13 +87,9 @@ static int excl_take(struct mm_struct *mm, unsigned long addr, struct page *page
 	hetmem_mutex_unlock(&mm->dev_lock);
 	if (ret)
 		return (int)ret;
-	ret = hetmem_staging_move_in((unsigned long)page_address(page), addr,
-				     HETMEM_PAGE_SIZE, false, &moved);
-	if (ret == -EBUSY) {
-		madvise((void *)addr, HETMEM_PAGE_SIZE, MADV_POPULATE_WRITE);
-		ret = hetmem_staging_move_in((unsigned long)page_address(page), addr,
-					     HETMEM_PAGE_SIZE, false, &moved);
-	}
+	ret = hetmem_migrate_move_out(addr, 1, &page, &moved);
+	if (ret >= 0 && !moved)
+		ret = -ENOENT;	/* the page went away meanwhile */
 	hetmem_mutex_lock(&mm->dev_lock);
 	if (ret < 0)
 		hetmem_radix_erase_range(&mm->devtab, addr >> HETMEM_PAGE_SHIFT,

@@ -68,9 +68,12 @@ int hetmem_uffd_create(uint64_t want, uint64_t *features, char *reason,
 /* Fork reporting when the kernel refuses EVENT_FORK (no CAP_SYS_PTRACE). */
 void hetmem_mm_monitor_fork_prepare(struct mm_struct *mm);
 
-/* Register [start, end) of mapping @vma for missing-page faults too. */
-int hetmem_mm_watch_missing(struct mm_struct *mm, const struct hetmem_vma *vma,
-			    unsigned long start, unsigned long end);
+/*
+ * Register the 2 MiB windows around [start, end), within its mapping,
+ * for missing-page faults too. 0, -EFAULT (no mapping), -EOPNOTSUPP.
+ */
+int hetmem_mm_watch_missing(struct mm_struct *mm, unsigned long start,
+			    unsigned long end);
 /* The monitor's userfaultfd, -1 when it is not running. */
 int hetmem_mm_uffd(struct mm_struct *mm);
 /* Wake the monitor so that it retries the faults it deferred. */

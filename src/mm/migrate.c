@@ -27,7 +27,8 @@
  *    reading as zeros.
  *  - The page is moved out with UFFDIO_MOVE into hetmem's staging area
  *    (staging.c), at the same offset in a 2 MiB block, so one ioctl moves
- *    a whole run and a 2 MiB transparent huge page moves as one PMD. The
+ *    a whole run (staging pages are base pages, so a transparent huge
+ *    page is split on the way and comes back as 4 KiB pages). The
  *    move is atomic for the CPU: a write lands before it, or faults after
  *    it and waits. It allocates nothing, copies nothing, and raises no
  *    address-space event (the staging area is registered on a second
@@ -132,30 +133,6 @@ static bool mig_private_anon(struct mm_struct *mm, struct migrate_vma *args,
 	mig->vma_write = now.flags & HETMEM_VMA_WRITE;
 	return !(now.flags & (HETMEM_VMA_SHARED | HETMEM_VMA_FILE |
 			      HETMEM_VMA_HUGETLB | HETMEM_VMA_SPECIAL));
-}
-
-/*
- * Missing-fault registration of the 2 MiB windows around the range,
- * clipped to the mapping. Not the whole mapping: anonymous mappings merge
- * with their neighbours (malloc arenas, a sanitizer's allocator), and a
- * never-touched page there that the monitor thread itself touches would
- * fault to the monitor, which cannot serve its own fault. A window may
- * split the mapping, which the kernel never does: drivers look mappings
- * up per batch and clip to them, as the kernel's test device does.
- */
-static int mig_watch(struct mm_struct *mm, struct migrate_vma *args)
-{
-	struct hetmem_vma vma;
-	unsigned long s = args->start & ~(HETMEM_PMD_SIZE - 1);
-	unsigned long e = (args->end + HETMEM_PMD_SIZE - 1) & ~(HETMEM_PMD_SIZE - 1);
-
-	if (hetmem_vma_find(mm, args->start, &vma))
-		return -EFAULT;
-	if (s < vma.start)
-		s = vma.start;
-	if (e > vma.end || e < args->end)
-		e = vma.end;
-	return hetmem_mm_watch_missing(mm, &vma, s, e);
 }
 
 /* ---- setup: collecting ---- */
@@ -300,8 +277,8 @@ static unsigned long mig_stage(struct migrate_vma *args, unsigned long i,
  * exclusive once. Returns the pages handled, with @moved[] saying which
  * moved, or -errno when the rest of the run must take the copy path.
  */
-static long mig_move_run(struct mm_struct *mm, unsigned long addr,
-			 unsigned long n, struct page **pages, bool *moved)
+long hetmem_migrate_move_out(unsigned long addr, unsigned long n,
+			     struct page **pages, bool *moved)
 {
 	unsigned long done = 0, step;
 	bool unshared = false, cleared = false;
@@ -338,7 +315,6 @@ static long mig_move_run(struct mm_struct *mm, unsigned long addr,
 			return done ? (long)done : ret;
 		}
 	}
-	(void)mm;
 	return (long)n;
 }
 
@@ -388,7 +364,7 @@ static void mig_detach_run(struct migrate_vma *args, struct hetmem_migrate *mig,
 	uint8_t how[WINDOW_PAGES] = { KIND_NONE };
 	bool moved[WINDOW_PAGES] = { false };
 	unsigned long k, got = mig_stage(args, i, n, pages);
-	long done = got ? mig_move_run(mig->mm, mig_addr(args, i), got, pages, moved) : 0;
+	long done = got ? hetmem_migrate_move_out(mig_addr(args, i), got, pages, moved) : 0;
 
 	if (done < 0)
 		done = 0;
@@ -483,7 +459,7 @@ static void mig_gather(struct migrate_vma *args, struct hetmem_migrate *mig)
 	bool anon = mig_private_anon(mig->mm, args, mig);
 
 	mig->select_system = (args->flags & MIGRATE_VMA_SELECT_SYSTEM) && anon &&
-			     !mig_watch(mig->mm, args);
+			     !hetmem_mm_watch_missing(mig->mm, args->start, args->end);
 	mig_collect(args, mig);
 	if (mig->select_system) {
 		cats = calloc(args->npages, sizeof(*cats));

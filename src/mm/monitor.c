@@ -386,6 +386,15 @@ static int uffd_register(struct hetmem_mm_monitor *mon, unsigned long start,
 	return 0;
 }
 
+/* Register for watching; -EOPNOTSUPP for a kind of mapping we cannot watch. */
+static int uffd_register_watch(struct hetmem_mm_monitor *mon, unsigned long start,
+			       unsigned long end, unsigned int mode)
+{
+	int ret = uffd_register(mon, start, end, mode);
+
+	return ret == -EINVAL || ret == -EBUSY || ret == -EPERM ? -EOPNOTSUPP : ret;
+}
+
 /* [start, end) is still mapped by one mapping (registration may split). */
 static bool still_mapped(struct mm_struct *mm, unsigned long start,
 			 unsigned long end)
@@ -400,10 +409,8 @@ static bool still_mapped(struct mm_struct *mm, unsigned long start,
 static int watch_gap(struct mm_struct *mm, struct hetmem_mm_monitor *mon,
 		     unsigned long start, unsigned long end)
 {
-	int ret = uffd_register(mon, start, end, UFFDIO_REGISTER_MODE_WP);
+	int ret = uffd_register_watch(mon, start, end, UFFDIO_REGISTER_MODE_WP);
 
-	if (ret == -EINVAL || ret == -EBUSY || ret == -EPERM)
-		return -EOPNOTSUPP;	/* a kind of mapping we cannot watch */
 	if (ret)
 		return ret;
 	if (!still_mapped(mm, start, end))
@@ -453,26 +460,37 @@ out_unlock:
 	return ret;
 }
 
-int hetmem_mm_watch_missing(struct mm_struct *mm, const struct hetmem_vma *vma,
-			    unsigned long start, unsigned long end)
+/*
+ * The 2 MiB windows around [start, end), clipped to the mapping holding
+ * @start. Not the whole mapping: anonymous mappings merge with their
+ * neighbours (malloc arenas, a sanitizer's allocator), and a never-touched
+ * page there that the monitor thread itself touched would fault to the
+ * monitor, which cannot serve its own fault. A window may split the
+ * mapping, which the kernel never does: drivers look mappings up per
+ * batch and clip to them, as the kernel's test device does.
+ */
+int hetmem_mm_watch_missing(struct mm_struct *mm, unsigned long start,
+			    unsigned long end)
 {
 	struct hetmem_mm_monitor *mon = __atomic_load_n(&mm->mon, __ATOMIC_ACQUIRE);
 	unsigned int mode = UFFDIO_REGISTER_MODE_WP | UFFDIO_REGISTER_MODE_MISSING;
+	unsigned long s = start & ~(HETMEM_PMD_SIZE - 1);
+	unsigned long e = (end + HETMEM_PMD_SIZE - 1) & ~(HETMEM_PMD_SIZE - 1);
+	struct hetmem_vma vma;
 	int ret = 0;
 
 	if (!mon)
 		return -EOPNOTSUPP;
+	if (hetmem_vma_find(mm, start, &vma) || vma.start > start)
+		return -EFAULT;
+	s = s < vma.start ? vma.start : s;
+	e = e > vma.end ? vma.end : e;
 	hetmem_mutex_lock(&mon->reg_lock);
-	if (seg_covered(mon, start, end, mode))
+	if (seg_covered(mon, s, e, mode))
 		goto out_unlock;
-	ret = uffd_register(mon, start, end, mode);
-	if (ret == -EINVAL || ret == -EBUSY || ret == -EPERM)
-		ret = -EOPNOTSUPP;
-	if (ret)
-		goto out_unlock;
-	if (still_mapped(mm, start, end) && !seg_add(mon, start, end, mode))
+	ret = uffd_register_watch(mon, s, e, mode);
+	if (!ret && still_mapped(mm, s, e) && !seg_add(mon, s, e, mode))
 		ret = -ENOMEM;
-	(void)vma;
 out_unlock:
 	hetmem_mutex_unlock(&mon->reg_lock);
 	return ret;

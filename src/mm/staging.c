@@ -51,8 +51,8 @@
  * The arena is cut into 2 MiB blocks. A page allocated for address A
  * takes the slot of A's offset within 2 MiB, in a block recently
  * allocated from, so that a run of consecutive addresses gets a run of
- * consecutive slots and one UFFDIO_MOVE moves the run (and a PMD-aligned
- * run is one PMD). A PMD-sized folio takes a whole block.
+ * consecutive slots and one UFFDIO_MOVE moves the run. A PMD-sized folio
+ * takes a whole block.
  *
  * A slot may hold memory or not: UFFDIO_MOVE needs an empty destination,
  * while a driver that copies into a page should reuse memory rather than
