@@ -65,8 +65,12 @@ void hetmem_mm_monitor_stop(struct mm_struct *mm);
 void hetmem_mm_unwatch_all(struct mm_struct *mm);
 int hetmem_uffd_create(uint64_t want, uint64_t *features, char *reason,
 		       size_t reason_len);
-/* Fork reporting when the kernel refuses EVENT_FORK (no CAP_SYS_PTRACE). */
+/*
+ * Around fork(): report it when the kernel refuses EVENT_FORK (no
+ * CAP_SYS_PTRACE), and park the monitor until fork_done().
+ */
 void hetmem_mm_monitor_fork_prepare(struct mm_struct *mm);
+void hetmem_mm_monitor_fork_done(struct mm_struct *mm);
 
 /*
  * Register the 2 MiB windows around [start, end), within its mapping,

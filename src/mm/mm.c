@@ -57,8 +57,10 @@ static struct mm_struct *fork_mm;	/* fork_sem held across fork() */
 
 static void mm_parent_after_fork(void)
 {
-	if (fork_mm)
+	if (fork_mm) {
+		hetmem_mm_monitor_fork_done(fork_mm);
 		hetmem_up_write(&fork_mm->fork_sem);
+	}
 	fork_mm = NULL;
 }
 

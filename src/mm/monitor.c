@@ -95,6 +95,10 @@
 #define SEG_BATCH 32
 /* Faults kept for a later try; each faulting thread has at most one. */
 #define DEFERRED_MAX 4096
+/* How long fork(), or the monitor's creator, waits for hetmem's threads. */
+#define HELPER_WAIT_MS 1000
+/* Events first held by a parked monitor (it grows as needed). */
+#define HELD_MIN 256
 
 struct watch_seg {
 	struct hetmem_interval_tree_node node;
@@ -114,6 +118,7 @@ struct hetmem_mm_monitor {
 	pthread_t thread;
 	pthread_t rescuer;
 	uint32_t stop;			/* futex: set to stop both threads */
+	uint32_t started;		/* futex: threads inside their loops */
 
 	uint32_t cycle_started;		/* read cycles begun */
 	uint32_t cycle_done;		/* futex: read cycles delivered */
@@ -125,6 +130,12 @@ struct hetmem_mm_monitor {
 	struct uffd_msg rescued[RESCUE_QUEUE];
 	unsigned int nrescued;
 	bool rescue_warned;
+
+	uint32_t park_req;		/* a fork wants the monitor parked */
+	uint32_t parked;		/* futex: the monitor is parked */
+	struct uffd_msg *held;		/* read while parked (mmap-ed) */
+	size_t held_cap;
+	size_t nheld;			/* written by the monitor only */
 
 	struct uffd_msg *deferred;	/* faults to serve again (monitor only) */
 	unsigned int ndeferred;
@@ -626,16 +637,38 @@ static void handle_fork(struct hetmem_mm_monitor *mon, int child_uffd)
 
 /*
  * Without EVENT_FORK, the forking thread reports the fork itself, before
- * it happens, as the kernel does (only fork() through libc is seen).
+ * it happens, as the kernel does (only fork() through libc is seen). Then
+ * the monitor is parked for the duration of fork(); see monitor_park().
  */
 void hetmem_mm_monitor_fork_prepare(struct mm_struct *mm)
 {
 	struct hetmem_mm_monitor *mon = __atomic_load_n(&mm->mon, __ATOMIC_ACQUIRE);
+	int64_t deadline;
 
-	if (!mon || (mon->features & UFFD_FEATURE_EVENT_FORK) || on_monitor)
+	if (!mon || on_monitor)
 		return;
-	count_event(mon, HETMEM_MM_EV_FORK);
-	fork_invalidate(mon);
+	if (!(mon->features & UFFD_FEATURE_EVENT_FORK)) {
+		count_event(mon, HETMEM_MM_EV_FORK);
+		fork_invalidate(mon);
+	}
+	__atomic_store_n(&mon->park_req, 1, __ATOMIC_SEQ_CST);
+	eventfd_write(mon->wake_fd, 1);
+	/* A callback blocked on a lock this thread holds never parks. */
+	deadline = hetmem_ktime_get() + HELPER_WAIT_MS * 1000LL * 1000;
+	while (!__atomic_load_n(&mon->parked, __ATOMIC_ACQUIRE))
+		if (hetmem_futex_wait(&mon->parked, 0, deadline, false) == -ETIMEDOUT)
+			break;
+}
+
+/* In the parent, after fork() (or its failure): let the monitor go on. */
+void hetmem_mm_monitor_fork_done(struct mm_struct *mm)
+{
+	struct hetmem_mm_monitor *mon = __atomic_load_n(&mm->mon, __ATOMIC_ACQUIRE);
+
+	if (!mon || on_monitor)
+		return;
+	__atomic_store_n(&mon->park_req, 0, __ATOMIC_SEQ_CST);
+	eventfd_write(mon->wake_fd, 1);
 }
 
 static void handle_unmap(struct hetmem_mm_monitor *mon, unsigned long start,
@@ -764,14 +797,17 @@ static void drain_rescued(struct hetmem_mm_monitor *mon)
 	}
 }
 
-/* Read and deliver until the queue is empty. */
+/*
+ * Read and deliver until the queue is empty, or a fork wants the monitor
+ * parked (a thread that raises events without pause keeps it non-empty).
+ */
 static void run_cycle(struct hetmem_mm_monitor *mon)
 {
 	struct uffd_msg msgs[MSG_BATCH];
 	ssize_t n;
 	size_t i;
 
-	for (;;) {
+	while (!__atomic_load_n(&mon->park_req, __ATOMIC_ACQUIRE)) {
 		drain_rescued(mon);
 		n = read(mon->uffd, msgs, sizeof(msgs));
 		if (n <= 0)
@@ -799,6 +835,87 @@ static void drain_wake_fd(struct hetmem_mm_monitor *mon)
 		;
 }
 
+static void thread_started(struct hetmem_mm_monitor *mon)
+{
+	__atomic_fetch_add(&mon->started, 1, __ATOMIC_RELEASE);
+	hetmem_futex_wake(&mon->started, INT_MAX);
+}
+
+/**
+ * DOC: Parking the monitor across fork()
+ *
+ * The child of fork() gets a copy of every lock as it was at that instant.
+ * glibc takes its malloc locks around fork() for this reason, but a
+ * sanitizer's allocator may not (GCC 12's AddressSanitizer does not): a
+ * monitor caught inside it at fork left the lock held in the child
+ * forever, and the child's own first allocation hung. So the forking
+ * thread parks the monitor first, at the top of its loop where it holds
+ * nothing (and the monitor's creator waits until both of hetmem's threads
+ * are past their start-up, which allocates).
+ *
+ * A parked monitor still reads the userfaultfd, without handling anything:
+ * with EVENT_FORK, fork() itself waits until its event is read, and the
+ * events of other threads are released the same way. Reading releases a
+ * thread that may raise the next event at once, so what is read while
+ * parked has no bound but time; it goes to a buffer that grows with mmap()
+ * (an allocator is exactly what a parked monitor must not call) and is
+ * delivered, in order, once fork() has returned.
+ */
+static bool held_grow(struct hetmem_mm_monitor *mon)
+{
+	size_t cap = mon->held_cap ? 2 * mon->held_cap : HELD_MIN;
+	struct uffd_msg *msgs = mmap(NULL, cap * sizeof(*msgs), PROT_READ | PROT_WRITE,
+				     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (msgs == MAP_FAILED)
+		return false;
+	if (mon->held) {
+		memcpy(msgs, mon->held, mon->nheld * sizeof(*msgs));
+		munmap(mon->held, mon->held_cap * sizeof(*msgs));
+	}
+	mon->held = msgs;
+	mon->held_cap = cap;
+	return true;
+}
+
+/* Read what is waiting; false when out of memory (then deliver instead). */
+static bool hold_events(struct hetmem_mm_monitor *mon)
+{
+	for (;;) {
+		if (mon->nheld == mon->held_cap && !held_grow(mon))
+			return false;
+		if (read(mon->uffd, &mon->held[mon->nheld], sizeof(*mon->held)) !=
+		    (ssize_t)sizeof(*mon->held))
+			return true;
+		__atomic_store_n(&mon->nheld, mon->nheld + 1, __ATOMIC_RELEASE);
+	}
+}
+
+static void deliver_held(struct hetmem_mm_monitor *mon)
+{
+	size_t i;
+
+	for (i = 0; i < mon->nheld; i++)
+		handle_msg(mon, &mon->held[i]);
+	__atomic_store_n(&mon->nheld, 0, __ATOMIC_RELEASE);
+}
+
+static void monitor_park(struct hetmem_mm_monitor *mon, struct pollfd *pfd)
+{
+	__atomic_store_n(&mon->parked, 1, __ATOMIC_RELEASE);
+	hetmem_futex_wake(&mon->parked, INT_MAX);
+	while (__atomic_load_n(&mon->park_req, __ATOMIC_ACQUIRE) &&
+	       !__atomic_load_n(&mon->stop, __ATOMIC_ACQUIRE)) {
+		if (poll(pfd, 2, -1) < 0 && errno != EINTR)
+			break;
+		if (pfd[1].revents & POLLIN)
+			drain_wake_fd(mon);
+		if ((pfd[0].revents & POLLIN) && !hold_events(mon))
+			break;
+	}
+	__atomic_store_n(&mon->parked, 0, __ATOMIC_RELEASE);
+}
+
 static void *monitor_main(void *arg)
 {
 	struct hetmem_mm_monitor *mon = arg;
@@ -808,12 +925,19 @@ static void *monitor_main(void *arg)
 	};
 
 	on_monitor = true;
+	thread_started(mon);
 	while (!__atomic_load_n(&mon->stop, __ATOMIC_ACQUIRE)) {
-		/* Deferred faults wait for a lock or an event: look again soon. */
-		if (poll(pfd, 2, mon->ndeferred ? 1 : -1) < 0 && errno != EINTR)
-			break;
-		if (pfd[1].revents & POLLIN)
-			drain_wake_fd(mon);
+		if (__atomic_load_n(&mon->park_req, __ATOMIC_ACQUIRE)) {
+			monitor_park(mon, pfd);
+			deliver_held(mon);
+		} else {
+			/* Deferred faults wait for a lock or an event: look
+			 * again soon. */
+			if (poll(pfd, 2, mon->ndeferred ? 1 : -1) < 0 && errno != EINTR)
+				break;
+			if (pfd[1].revents & POLLIN)
+				drain_wake_fd(mon);
+		}
 		__atomic_fetch_add(&mon->cycle_started, 1, __ATOMIC_SEQ_CST);
 		run_cycle(mon);
 		finish_cycle(mon);
@@ -861,6 +985,7 @@ static void *rescue_main(void *arg)
 	struct hetmem_mm_monitor *mon = arg;
 	uint32_t seen = 0;
 
+	thread_started(mon);
 	while (!__atomic_load_n(&mon->stop, __ATOMIC_ACQUIRE)) {
 		int64_t deadline = hetmem_ktime_get() +
 				   HETMEM_MM_RESCUE_MS * 1000LL * 1000;
@@ -876,6 +1001,22 @@ static void *rescue_main(void *arg)
 }
 
 /* ---- lifetime ---- */
+
+/*
+ * A new thread's C runtime, and a sanitizer's, allocate while the thread
+ * starts. A fork() in that window would hand the child an allocator lock
+ * held by a thread the child does not have (see "Parking the monitor
+ * across fork()"); so hetmem's threads are running before anyone can fork.
+ */
+static void wait_threads_started(struct hetmem_mm_monitor *mon)
+{
+	int64_t deadline = hetmem_ktime_get() + HELPER_WAIT_MS * 1000LL * 1000;
+	uint32_t n;
+
+	while ((n = __atomic_load_n(&mon->started, __ATOMIC_ACQUIRE)) < 2)
+		if (hetmem_futex_wait(&mon->started, n, deadline, false) == -ETIMEDOUT)
+			break;
+}
 
 static int start_threads(struct hetmem_mm_monitor *mon)
 {
@@ -898,6 +1039,7 @@ static int start_threads(struct hetmem_mm_monitor *mon)
 	if (!ret) {
 		pthread_setname_np(mon->thread, "hetmem-mm");
 		pthread_setname_np(mon->rescuer, "hetmem-mm-rescue");
+		wait_threads_started(mon);
 	}
 	return ret;
 }
@@ -928,6 +1070,8 @@ static void monitor_free(struct hetmem_mm_monitor *mon)
 		munmap(mon->slabs, SEG_SLAB_BYTES);
 		mon->slabs = next;
 	}
+	if (mon->held)
+		munmap(mon->held, mon->held_cap * sizeof(*mon->held));
 	pthread_mutex_destroy(&mon->rescue_lock);
 	free(mon->deferred);
 	free(mon);
@@ -1020,6 +1164,19 @@ static int wait_cycle(struct hetmem_mm_monitor *mon, uint32_t target,
 	return ret;
 }
 
+/* Events read but not yet delivered (rescued, or read while parked). */
+static bool rescue_pending(struct hetmem_mm_monitor *mon)
+{
+	bool pending;
+
+	if (__atomic_load_n(&mon->nheld, __ATOMIC_ACQUIRE))
+		return true;
+	pthread_mutex_lock(&mon->rescue_lock);
+	pending = mon->nrescued;
+	pthread_mutex_unlock(&mon->rescue_lock);
+	return pending;
+}
+
 int hetmem_mm_sync_events(struct mm_struct *mm, int64_t deadline)
 {
 	struct hetmem_mm_monitor *mon = __atomic_load_n(&mm->mon, __ATOMIC_ACQUIRE);
@@ -1036,7 +1193,7 @@ int hetmem_mm_sync_events(struct mm_struct *mm, int64_t deadline)
 	poll(&pfd, 1, 0);
 	started = __atomic_load_n(&mon->cycle_started, __ATOMIC_SEQ_CST);
 	done = __atomic_load_n(&mon->cycle_done, __ATOMIC_SEQ_CST);
-	if (pfd.revents & POLLIN) {
+	if ((pfd.revents & POLLIN) || rescue_pending(mon)) {
 		/* A cycle that begins after this one reads what is pending. */
 		eventfd_write(mon->wake_fd, 1);
 		return wait_cycle(mon, started + 1, deadline);

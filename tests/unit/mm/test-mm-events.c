@@ -41,6 +41,17 @@
 #endif
 #endif
 
+#if defined(__SANITIZE_THREAD__)
+#define TSAN_BUILD 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define TSAN_BUILD 1
+#endif
+#endif
+#ifndef TSAN_BUILD
+#define TSAN_BUILD 0
+#endif
+
 #define PG HETMEM_PAGE_SIZE
 #define MAX_REC 32
 #define SYNC_TIMEOUT hetmem_msecs_to_jiffies(10000)
@@ -61,24 +72,43 @@ struct tsub {
 	size_t unmap_len;
 	int64_t unmap_ms;
 	int sync_ret;
+	/* Allocate and free in the callback, as driver code does. */
+	bool churn;
 };
+
+static void churn_allocator(unsigned int seed)
+{
+	void *p[16];
+	unsigned int i;
+
+	for (i = 0; i < 16; i++) {
+		p[i] = malloc(16 + ((seed + i) % 32) * 48);
+		if (p[i])
+			memset(p[i], (int)i, 16);
+	}
+	for (i = 0; i < 16; i++)
+		free(p[i]);
+}
 
 static bool tsub_invalidate(struct mmu_interval_notifier *sub,
 			    const struct mmu_notifier_range *range,
 			    unsigned long cur_seq)
 {
 	struct tsub *t = hetmem_container_of(sub, struct tsub, sub);
+	unsigned int seen;
 	void *victim;
 
 	hetmem_mutex_lock(&t->lock);
 	if (t->n < MAX_REC)
 		t->recs[t->n] = (struct rec){ range->event, range->start,
 					      range->end, range->flags };
-	t->n++;
+	seen = ++t->n;
 	mmu_interval_set_seq(sub, cur_seq);
 	victim = t->unmap_in_cb;
 	t->unmap_in_cb = NULL;
 	hetmem_mutex_unlock(&t->lock);
+	if (t->churn)
+		churn_allocator(seen);
 	if (victim) {
 		int64_t t0 = harness_now_ms();
 
@@ -460,6 +490,119 @@ TEST_F(ev, fork_child_has_its_own_mm)
 	ASSERT_EQ(t->recs[0].event, MMU_NOTIFY_PROTECTION_PAGE);
 	ASSERT_TRUE(mmget_not_zero(self->mm));
 	mmput(self->mm);
+}
+
+struct churn_arg {
+	char *p;
+	int stop;
+	int running;
+};
+
+/* Keeps the monitor inside callbacks (which allocate) as much as it can. */
+static void *churn_events(void *arg)
+{
+	struct churn_arg *c = arg;
+	unsigned int i = 0;
+
+	while (!__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE)) {
+		char *page = c->p + (i++ % 8) * PG;
+
+		madvise(page, PG, MADV_DONTNEED);
+		page[0] = 1;
+		__atomic_store_n(&c->running, 1, __ATOMIC_RELEASE);
+	}
+	return NULL;
+}
+
+static void *child_thread_allocates(void *arg)
+{
+	churn_allocator((unsigned int)(uintptr_t)arg);
+	return arg;
+}
+
+/*
+ * The child starts a thread, whose start-up allocates, and allocates.
+ * ThreadSanitizer cannot start threads in the child of a multi-threaded
+ * fork ("dup thread with used id": glibc hands the child a stack cached
+ * from a parent thread that TSan still counts as alive).
+ */
+static int child_allocates(void)
+{
+	pthread_t th;
+	void *ret = NULL;
+
+	churn_allocator(3);
+	if (TSAN_BUILD)
+		return 0;
+	if (pthread_create(&th, NULL, child_thread_allocates, (void *)7))
+		return 20;
+	if (pthread_join(th, &ret) || ret != (void *)7)
+		return 21;
+	return 0;
+}
+
+/* waitpid() with a deadline: a hung child is killed and reported. */
+static int wait_child_ms(pid_t pid, long ms)
+{
+	int64_t end = harness_now_ms() + ms;
+	int ws;
+
+	for (;;) {
+		pid_t r = waitpid(pid, &ws, WNOHANG);
+
+		if (r == pid)
+			return WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
+		if (r < 0 || harness_now_ms() > end)
+			break;
+		harness_sleep_ms(1);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &ws, 0);
+	return -1;
+}
+
+/*
+ * The forked child gets every lock as it was at the fork. A monitor caught
+ * inside an allocator (a callback allocating, or a thread starting up)
+ * left a sanitizer allocator's lock held in the child for good; the
+ * monitor is parked across fork() and its threads are past their start-up
+ * before anyone can fork.
+ */
+TEST_F(ev, fork_while_the_monitor_is_busy)
+{
+	char *p = map_isolated(8);
+	struct tsub *t = add_sub(self, p, 8 * PG);
+	int64_t end = harness_now_ms() + (int64_t)(harness_duration_s() * 1000);
+	struct churn_arg c = { .p = p };
+	unsigned int forks = 0;
+	int status;
+	pthread_t th;
+
+	t->churn = true;
+	ASSERT_EQ(fault_range(t, (unsigned long)p, (unsigned long)p + 8 * PG), 0);
+	ASSERT_EQ(pthread_create(&th, NULL, churn_events, &c), 0);
+	/* Its start-up allocates too: this test is about hetmem's threads. */
+	ASSERT_TRUE(harness_wait_int(&c.running, 1, 10000));
+	while (forks < 10 || (harness_now_ms() < end && forks < 200)) {
+		pid_t pid = fork();
+
+		if (pid == 0)
+			_exit(child_allocates());
+		if (pid < 0)
+			break;
+		status = wait_child_ms(pid, 10000);
+		if (status != 0) {
+			TH_LOG("child %u: status %d", forks, status);
+			break;
+		}
+		forks++;
+	}
+	__atomic_store_n(&c.stop, 1, __ATOMIC_RELEASE);
+	pthread_join(th, NULL);
+	ASSERT_GE(forks, 10);
+	ASSERT_EQ(hetmem_mm_sync(self->mm, SYNC_TIMEOUT), 0);
+	/* Every fork and every madvise reached the notifier. */
+	ASSERT_GT(nrec(t), forks);
 }
 
 /* ---- blind spots and unwatched memory ---- */
