@@ -635,6 +635,17 @@ static void handle_fork(struct hetmem_mm_monitor *mon, int child_uffd)
 	fork_invalidate(mon);
 }
 
+/* Wait, a bounded time, until hetmem's threads raise *@word to @want. */
+static void wait_for_helpers(uint32_t *word, uint32_t want)
+{
+	int64_t deadline = hetmem_ktime_get() + HELPER_WAIT_MS * 1000LL * 1000;
+	uint32_t v;
+
+	while ((v = __atomic_load_n(word, __ATOMIC_ACQUIRE)) < want)
+		if (hetmem_futex_wait(word, v, deadline, false) == -ETIMEDOUT)
+			break;
+}
+
 /*
  * Without EVENT_FORK, the forking thread reports the fork itself, before
  * it happens, as the kernel does (only fork() through libc is seen). Then
@@ -643,7 +654,6 @@ static void handle_fork(struct hetmem_mm_monitor *mon, int child_uffd)
 void hetmem_mm_monitor_fork_prepare(struct mm_struct *mm)
 {
 	struct hetmem_mm_monitor *mon = __atomic_load_n(&mm->mon, __ATOMIC_ACQUIRE);
-	int64_t deadline;
 
 	if (!mon || on_monitor)
 		return;
@@ -653,11 +663,8 @@ void hetmem_mm_monitor_fork_prepare(struct mm_struct *mm)
 	}
 	__atomic_store_n(&mon->park_req, 1, __ATOMIC_SEQ_CST);
 	eventfd_write(mon->wake_fd, 1);
-	/* A callback blocked on a lock this thread holds never parks. */
-	deadline = hetmem_ktime_get() + HELPER_WAIT_MS * 1000LL * 1000;
-	while (!__atomic_load_n(&mon->parked, __ATOMIC_ACQUIRE))
-		if (hetmem_futex_wait(&mon->parked, 0, deadline, false) == -ETIMEDOUT)
-			break;
+	/* Bounded: a callback blocked on a lock this thread holds never parks. */
+	wait_for_helpers(&mon->parked, 1);
 }
 
 /* In the parent, after fork() (or its failure): let the monitor go on. */
@@ -1002,22 +1009,6 @@ static void *rescue_main(void *arg)
 
 /* ---- lifetime ---- */
 
-/*
- * A new thread's C runtime, and a sanitizer's, allocate while the thread
- * starts. A fork() in that window would hand the child an allocator lock
- * held by a thread the child does not have (see "Parking the monitor
- * across fork()"); so hetmem's threads are running before anyone can fork.
- */
-static void wait_threads_started(struct hetmem_mm_monitor *mon)
-{
-	int64_t deadline = hetmem_ktime_get() + HELPER_WAIT_MS * 1000LL * 1000;
-	uint32_t n;
-
-	while ((n = __atomic_load_n(&mon->started, __ATOMIC_ACQUIRE)) < 2)
-		if (hetmem_futex_wait(&mon->started, n, deadline, false) == -ETIMEDOUT)
-			break;
-}
-
 static int start_threads(struct hetmem_mm_monitor *mon)
 {
 	sigset_t all, old;
@@ -1039,7 +1030,13 @@ static int start_threads(struct hetmem_mm_monitor *mon)
 	if (!ret) {
 		pthread_setname_np(mon->thread, "hetmem-mm");
 		pthread_setname_np(mon->rescuer, "hetmem-mm-rescue");
-		wait_threads_started(mon);
+		/*
+		 * A new thread's C runtime, and a sanitizer's, allocate while
+		 * it starts; a fork() in that window would hand the child an
+		 * allocator lock held by a thread it does not have (see
+		 * "Parking the monitor across fork()").
+		 */
+		wait_for_helpers(&mon->started, 2);
 	}
 	return ret;
 }
@@ -1165,7 +1162,7 @@ static int wait_cycle(struct hetmem_mm_monitor *mon, uint32_t target,
 }
 
 /* Events read but not yet delivered (rescued, or read while parked). */
-static bool rescue_pending(struct hetmem_mm_monitor *mon)
+static bool undelivered(struct hetmem_mm_monitor *mon)
 {
 	bool pending;
 
@@ -1193,7 +1190,7 @@ int hetmem_mm_sync_events(struct mm_struct *mm, int64_t deadline)
 	poll(&pfd, 1, 0);
 	started = __atomic_load_n(&mon->cycle_started, __ATOMIC_SEQ_CST);
 	done = __atomic_load_n(&mon->cycle_done, __ATOMIC_SEQ_CST);
-	if ((pfd.revents & POLLIN) || rescue_pending(mon)) {
+	if ((pfd.revents & POLLIN) || undelivered(mon)) {
 		/* A cycle that begins after this one reads what is pending. */
 		eventfd_write(mon->wake_fd, 1);
 		return wait_cycle(mon, started + 1, deadline);

@@ -391,13 +391,29 @@ TEST_F(ev, map_fixed_over_part_unmaps_it)
 
 /* ---- fork ---- */
 
-static int wait_child(pid_t pid)
+/* waitpid() with a deadline: a hung child is killed and reported. */
+static int wait_child_ms(pid_t pid, long ms)
 {
+	int64_t end = harness_now_ms() + ms;
 	int ws;
 
-	if (waitpid(pid, &ws, 0) != pid)
-		return -1;
-	return WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
+	for (;;) {
+		pid_t r = waitpid(pid, &ws, WNOHANG);
+
+		if (r == pid)
+			return WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
+		if (r < 0 || harness_now_ms() > end)
+			break;
+		harness_sleep_ms(1);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &ws, 0);
+	return -1;
+}
+
+static int wait_child(pid_t pid)
+{
+	return wait_child_ms(pid, 20000);
 }
 
 TEST_F(ev, fork_write_protects_private_not_shared)
@@ -539,26 +555,6 @@ static int child_allocates(void)
 	if (pthread_join(th, &ret) || ret != (void *)7)
 		return 21;
 	return 0;
-}
-
-/* waitpid() with a deadline: a hung child is killed and reported. */
-static int wait_child_ms(pid_t pid, long ms)
-{
-	int64_t end = harness_now_ms() + ms;
-	int ws;
-
-	for (;;) {
-		pid_t r = waitpid(pid, &ws, WNOHANG);
-
-		if (r == pid)
-			return WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
-		if (r < 0 || harness_now_ms() > end)
-			break;
-		harness_sleep_ms(1);
-	}
-	kill(pid, SIGKILL);
-	waitpid(pid, &ws, 0);
-	return -1;
 }
 
 /*
