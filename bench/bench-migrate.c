@@ -236,6 +236,7 @@ struct bench_dev {
 	pthread_mutex_t lock;
 	uint32_t *free_pages;		/* stack of free base-page indices */
 	uint32_t *free_blocks;		/* stack of free PMD block indices */
+	bool *folio;			/* per block: handed out as one folio */
 	unsigned long nfree, nblocks;
 	unsigned long used;		/* device pages handed out */
 	long long vmdata_growth;	/* VmData growth over memremap_pages() */
@@ -297,6 +298,7 @@ static struct folio *bd_alloc_folio(void)
 	}
 	b = bd.free_blocks[--bd.nblocks];
 	bd.used += HPAGE_PMD_NR;
+	bd.folio[b] = true;
 	pthread_mutex_unlock(&bd.lock);
 	folio = (struct folio *)bd_page(b * HPAGE_PMD_NR);
 	zone_device_folio_init(folio, HPAGE_PMD_ORDER);
@@ -306,10 +308,13 @@ static struct folio *bd_alloc_folio(void)
 static void bd_page_free(struct page *page)
 {
 	unsigned long idx = page_to_pfn(page) - bd.base_pfn;
-	bool large = folio_order(page_folio(page)) == HPAGE_PMD_ORDER;
+	bool large;
 
+	/* page_free() gets the head of a folio already unmarked: ask the records. */
 	pthread_mutex_lock(&bd.lock);
+	large = !(idx % HPAGE_PMD_NR) && bd.folio[idx / HPAGE_PMD_NR];
 	if (large) {
+		bd.folio[idx / HPAGE_PMD_NR] = false;
 		bd.free_blocks[bd.nblocks++] = (uint32_t)(idx / HPAGE_PMD_NR);
 		bd.used -= HPAGE_PMD_NR;
 	} else {
@@ -556,8 +561,10 @@ static void bd_destroy(void)
 		memunmap_pages(&bd.pgmap);
 	free(bd.free_pages);
 	free(bd.free_blocks);
+	free(bd.folio);
 	bd.free_pages = NULL;
 	bd.free_blocks = NULL;
+	bd.folio = NULL;
 	bd.base_pfn = 0;
 }
 
@@ -568,7 +575,8 @@ static int bd_create(void)
 
 	bd.free_pages = malloc(BD_PAGES * sizeof(uint32_t));
 	bd.free_blocks = malloc(BD_BLOCKS * sizeof(uint32_t));
-	if (!bd.free_pages || !bd.free_blocks) {
+	bd.folio = calloc(BD_BLOCKS, sizeof(bool));
+	if (!bd.free_pages || !bd.free_blocks || !bd.folio) {
 		bd_destroy();
 		return -ENOMEM;
 	}

@@ -98,6 +98,16 @@ long hetmem_staging_move_in(unsigned long dst, unsigned long src,
 /* The memory of @nr staging pages from @page on left by UFFDIO_MOVE. */
 void hetmem_staging_moved_out(struct page *page, unsigned long nr);
 
+/* Is @page in the huge part of the staging area (PMD-sized folios only)? */
+bool hetmem_staging_is_huge(const struct page *page);
+
+/*
+ * Staging folio @head was moved into the application as a whole; @pmd:
+ * the destination now reads as a PMD-mapped huge page, so the move took
+ * the PMD and left no page table behind in the staging block.
+ */
+void hetmem_staging_installed_whole(struct page *head, bool pmd);
+
 /* Called by put_page() when a staging page's count reaches zero. */
 void hetmem_staging_free(struct page *page);
 

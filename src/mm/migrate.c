@@ -75,7 +75,13 @@ enum mig_kind {
 	KIND_MOVED,		/* system page moved into a staging page */
 	KIND_COPIED,		/* system page copied, then dropped */
 	KIND_DEVICE,		/* device page */
+	KIND_TAIL,		/* placeholder after a compound entry */
 };
+
+/* Per-entry flags, mig->fl[]. */
+#define MF_COMPOUND	0x01	/* a PMD-sized entry; the next 511 are KIND_TAIL */
+#define MF_LOCKED	0x02	/* this entry took its folio's lock */
+#define MF_HUGE		0x04	/* the snapshot saw a PMD-mapped huge page */
 
 struct hetmem_migrate {
 	struct mm_struct *mm;
@@ -83,6 +89,8 @@ struct hetmem_migrate {
 	bool fork_locked;
 	bool vma_write;
 	bool select_system;	/* the mapping can give system pages */
+	struct page *locked_head;	/* the folio this migration locked last */
+	uint8_t *fl;		/* npages flags, after kind[] */
 	uint8_t kind[];
 };
 
@@ -138,15 +146,92 @@ static bool mig_private_anon(struct mm_struct *mm, struct migrate_vma *args,
 /* ---- setup: collecting ---- */
 
 /*
- * Collect page @i if the flags select it, marking its entry MIGRATING.
+ * The lock of device page @page, collected as entry @i. The subpages of
+ * a folio share its lock: the fault path holds it for fault_page's
+ * folio, and a folio this migration locked for an earlier entry is not
+ * locked again (its first entry unlocks it in finalize).
+ */
+static bool mig_lock_device(struct migrate_vma *args, struct hetmem_migrate *mig,
+			    unsigned long i, struct page *page)
+{
+	struct page *head = &page_folio(page)->page;
+
+	if ((args->fault_page && head == &page_folio(args->fault_page)->page) ||
+	    head == mig->locked_head)
+		return true;
+	if (!trylock_page(head))
+		return false;
+	mig->fl[i] |= MF_LOCKED;
+	mig->locked_head = head;
+	return true;
+}
+
+/* Do entries [vpn, vpn + 512) map device folio @head whole, in order, as @e? */
+static bool mig_folio_whole(struct mm_struct *mm, unsigned long vpn,
+			    struct page *head, uint64_t e)
+{
+	if ((vpn % HPAGE_PMD_NR) || page_folio(head) != (struct folio *)head ||
+	    folio_order((struct folio *)head) != HPAGE_PMD_ORDER)
+		return false;
+	for (unsigned long j = 1; j < HPAGE_PMD_NR; j++) {
+		if (hetmem_radix_lookup(&mm->devtab, vpn + j) !=
+		    e + ((uint64_t)j << HETMEM_DEVTAB_PFN_SHIFT))
+			return false;
+	}
+	return true;
+}
+
+/* Mark [vpn, vpn + nr) MIGRATING, keeping each entry's write bit. */
+static void mig_mark_run(struct mm_struct *mm, unsigned long vpn, unsigned long nr)
+{
+	for (unsigned long j = 0; j < nr; j++) {
+		uint64_t e = hetmem_radix_lookup(&mm->devtab, vpn + j);
+
+		/* Replacing an entry allocates nothing, so it cannot fail. */
+		(void)hetmem_radix_store(&mm->devtab, vpn + j,
+					 hetmem_devtab_entry(0, HETMEM_DEVTAB_MIGRATING |
+							     (e & HETMEM_DEVTAB_WRITE)));
+	}
+}
+
+/* Collect a whole device folio mapped at PMD-aligned entry @i as one entry. */
+static unsigned long mig_collect_folio(struct migrate_vma *args,
+				       struct hetmem_migrate *mig,
+				       unsigned long i, struct page *head, uint64_t e)
+{
+	unsigned long vpn = mig_addr(args, i) >> HETMEM_PAGE_SHIFT;
+
+	if (!mig_lock_device(args, mig, i, head))
+		return HPAGE_PMD_NR;
+	get_page(head);
+	mig_mark_run(mig->mm, vpn, HPAGE_PMD_NR);
+	args->src[i] = migrate_pfn(page_to_pfn(head)) | MIGRATE_PFN_MIGRATE |
+		       MIGRATE_PFN_COMPOUND |
+		       ((e & HETMEM_DEVTAB_WRITE) ? MIGRATE_PFN_WRITE : 0);
+	mig->kind[i] = KIND_DEVICE;
+	mig->fl[i] |= MF_COMPOUND;
+	memset(&mig->kind[i + 1], KIND_TAIL, HPAGE_PMD_NR - 1);
+	return HPAGE_PMD_NR;
+}
+
+static bool mig_want_folio(const struct migrate_vma *args, unsigned long i)
+{
+	return (args->flags & MIGRATE_VMA_SELECT_COMPOUND) &&
+	       !(mig_addr(args, i) & (HETMEM_PMD_SIZE - 1)) &&
+	       i + HPAGE_PMD_NR <= args->npages;
+}
+
+/*
+ * Collect page @i if the flags select it, marking its entry MIGRATING;
+ * returns the entries consumed (512 for a device folio kept whole).
  * A system page (no entry yet) is only marked here, as KIND_PENDING: it
  * is classified from a page-table snapshot taken after every mark, so
  * that the snapshot cannot be older than the entries (a page that was on
  * a device when an earlier snapshot was taken may be back by now).
  * Table lock held.
  */
-static void mig_collect_one(struct migrate_vma *args, struct hetmem_migrate *mig,
-			    unsigned long i)
+static unsigned long mig_collect_one(struct migrate_vma *args,
+				     struct hetmem_migrate *mig, unsigned long i)
 {
 	struct mm_struct *mm = mig->mm;
 	unsigned long vpn = mig_addr(args, i) >> HETMEM_PAGE_SHIFT;
@@ -157,28 +242,35 @@ static void mig_collect_one(struct migrate_vma *args, struct hetmem_migrate *mig
 		page = hetmem_device_pfn_to_page(hetmem_devtab_pfn(e));
 		if (!(args->flags & MIGRATE_VMA_SELECT_DEVICE_PRIVATE) || !page ||
 		    page->pgmap->owner != args->pgmap_owner)
-			return;
-		if (page != args->fault_page && !trylock_page(page))
-			return;
+			return 1;
+		if (mig_want_folio(args, i) && mig_folio_whole(mm, vpn, page, e))
+			return mig_collect_folio(args, mig, i, page, e);
+		if (!mig_lock_device(args, mig, i, page))
+			return 1;
 		get_page(page);
 		args->src[i] = migrate_pfn(hetmem_devtab_pfn(e)) | MIGRATE_PFN_MIGRATE |
 			       ((e & HETMEM_DEVTAB_WRITE) ? MIGRATE_PFN_WRITE : 0);
 		mig->kind[i] = KIND_DEVICE;
 	} else if (e || !mig->select_system) {
-		return;
+		return 1;
 	} else {
 		mig->kind[i] = KIND_PENDING;
 	}
 	if (hetmem_radix_store(&mm->devtab, vpn,
-			       hetmem_devtab_entry(0, HETMEM_DEVTAB_MIGRATING))) {
+			       hetmem_devtab_entry(0, HETMEM_DEVTAB_MIGRATING |
+						   (e & HETMEM_DEVTAB_WRITE)))) {
 		if (mig->kind[i] == KIND_DEVICE) {
-			if (page != args->fault_page)
+			if (mig->fl[i] & MF_LOCKED) {
 				unlock_page(page);
+				mig->locked_head = NULL;
+			}
 			put_page(page);
 		}
+		mig->fl[i] = 0;
 		mig->kind[i] = KIND_NONE;
 		args->src[i] = 0;
 	}
+	return 1;
 }
 
 static void mig_collect(struct migrate_vma *args, struct hetmem_migrate *mig)
@@ -186,13 +278,14 @@ static void mig_collect(struct migrate_vma *args, struct hetmem_migrate *mig)
 	unsigned long i;
 
 	hetmem_mutex_lock(&mig->mm->dev_lock);
-	for (i = 0; i < args->npages; i++)
-		mig_collect_one(args, mig, i);
+	for (i = 0; i < args->npages; i += mig_collect_one(args, mig, i))
+		;
 	hetmem_mutex_unlock(&mig->mm->dev_lock);
 }
 
 static void mig_drop(struct migrate_vma *args, struct hetmem_migrate *mig,
 		     unsigned long i);
+static bool mig_set_entry(struct mm_struct *mm, unsigned long addr, uint64_t e);
 
 /* What a marked system page is, from a snapshot taken after the marks. */
 static void mig_classify(struct migrate_vma *args, struct hetmem_migrate *mig,
@@ -211,6 +304,8 @@ static void mig_classify(struct migrate_vma *args, struct hetmem_migrate *mig,
 		} else {
 			/* The zero page is moved out too: a CPU write must fault. */
 			mig->kind[i] = (cat & HETMEM_PG_PFNZERO) ? KIND_ZERO : KIND_MOVED;
+			if (cat & HETMEM_PG_HUGE)
+				mig->fl[i] |= MF_HUGE;
 		}
 	}
 }
@@ -237,7 +332,8 @@ static void mig_drop(struct migrate_vma *args, struct hetmem_migrate *mig,
  * and restoring it is leaving the hole, which reads as the zero page.
  */
 static void mig_detached(struct migrate_vma *args, struct hetmem_migrate *mig,
-			 unsigned long i, struct page *page, enum mig_kind kind)
+			 unsigned long i, struct page *page, enum mig_kind kind,
+			 bool lock)
 {
 	if (mig->kind[i] == KIND_ZERO) {
 		mig->kind[i] = KIND_HOLE;
@@ -248,7 +344,10 @@ static void mig_detached(struct migrate_vma *args, struct hetmem_migrate *mig,
 	mig->kind[i] = kind;
 	args->src[i] = migrate_pfn(page_to_pfn(page)) | MIGRATE_PFN_MIGRATE |
 		       (mig->vma_write ? MIGRATE_PFN_WRITE : 0);
-	lock_page(page);
+	if (lock) {
+		lock_page(page);
+		mig->fl[i] |= MF_LOCKED;
+	}
 }
 
 /* ---- setup: detaching by moving ---- */
@@ -377,7 +476,7 @@ static void mig_detach_run(struct migrate_vma *args, struct hetmem_migrate *mig,
 	}
 	for (k = 0; k < n; k++) {
 		if (k < got && how[k] != KIND_NONE) {
-			mig_detached(args, mig, i + k, pages[k], how[k]);
+			mig_detached(args, mig, i + k, pages[k], how[k], true);
 			continue;
 		}
 		if (k < got)
@@ -411,12 +510,94 @@ static void mig_detach(struct migrate_vma *args, struct hetmem_migrate *mig)
 	}
 }
 
+/* ---- setup: whole huge pages and huge holes ---- */
+
+static void mig_set_compound(struct migrate_vma *args, struct hetmem_migrate *mig,
+			     unsigned long i)
+{
+	args->src[i] |= MIGRATE_PFN_COMPOUND;
+	mig->fl[i] |= MF_COMPOUND;
+	memset(&mig->kind[i + 1], KIND_TAIL, HPAGE_PMD_NR - 1);
+	memset(&args->src[i + 1], 0, (HPAGE_PMD_NR - 1) * sizeof(*args->src));
+}
+
+/*
+ * Move the PMD-mapped huge page at entry @i into a huge staging block as
+ * one PMD. If it was split meanwhile, the kernel moves what it can page
+ * by page: that prefix stays collected as base entries on the subpages
+ * of the staging folio (sharing its lock and its memory), and the rest
+ * takes the usual path.
+ */
+static void mig_detach_huge(struct migrate_vma *args, struct hetmem_migrate *mig,
+			    unsigned long i)
+{
+	unsigned long addr = mig_addr(args, i), moved = 0, n, k;
+	struct page *head = hetmem_staging_alloc(HPAGE_PMD_ORDER, addr, true);
+	long ret;
+
+	if (head && !hetmem_staging_is_huge(head)) {
+		put_page(head);	/* base pages: the usual path does as well */
+		head = NULL;
+	}
+	if (!head)
+		return;
+	ret = hetmem_staging_move_in((unsigned long)page_address(head), addr,
+				     HETMEM_PMD_SIZE, false, &moved);
+	n = (ret < 0 ? moved : (unsigned long)ret) >> HETMEM_PAGE_SHIFT;
+	if (n == HPAGE_PMD_NR) {
+		mig_detached(args, mig, i, head, KIND_MOVED, true);
+		mig_set_compound(args, mig, i);
+		return;
+	}
+	for (k = 0; k < n; k++) {
+		if (k)
+			get_page(head + k);
+		mig_detached(args, mig, i + k, head + k, KIND_MOVED, !k);
+	}
+	if (!n)
+		put_page(head);
+}
+
+/* Are entries [i, i + 512) all of @kind, not yet detached, with @flags? */
+static bool mig_window_is(const struct migrate_vma *args,
+			  const struct hetmem_migrate *mig, unsigned long i,
+			  enum mig_kind kind, uint8_t flags)
+{
+	for (unsigned long j = i; j < i + HPAGE_PMD_NR; j++) {
+		if (mig->kind[j] != kind || (mig->fl[j] & flags) != flags ||
+		    (kind == KIND_MOVED && args->src[j]))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * With MIGRATE_VMA_SELECT_COMPOUND, a PMD-aligned window that is one
+ * huge page, or one hole, is collected as one compound entry.
+ */
+static void mig_detach_compound(struct migrate_vma *args, struct hetmem_migrate *mig)
+{
+	unsigned long i;
+
+	if (!(args->flags & MIGRATE_VMA_SELECT_COMPOUND))
+		return;
+	for (i = 0; i + HPAGE_PMD_NR <= args->npages; i++) {
+		if (!mig_want_folio(args, i))
+			continue;
+		if (mig_window_is(args, mig, i, KIND_HOLE, 0))
+			mig_set_compound(args, mig, i);
+		else if (!mig->on_monitor && mig_window_is(args, mig, i, KIND_MOVED, MF_HUGE))
+			mig_detach_huge(args, mig, i);
+	}
+}
+
 static struct hetmem_migrate *mig_alloc(struct migrate_vma *args)
 {
-	struct hetmem_migrate *mig = calloc(1, sizeof(*mig) + args->npages);
+	struct hetmem_migrate *mig = calloc(1, sizeof(*mig) + 2 * args->npages);
 
 	if (!mig)
 		return NULL;
+	mig->fl = mig->kind + args->npages;
 	mig->mm = args->vma->vm_mm;
 	mig->on_monitor = hetmem_mm_in_monitor();
 	return mig;
@@ -471,6 +652,7 @@ static void mig_gather(struct migrate_vma *args, struct hetmem_migrate *mig)
 	}
 	mig_classify(args, mig, cats);
 	free(cats);
+	mig_detach_compound(args, mig);
 	mig_detach(args, mig);
 }
 
@@ -556,7 +738,9 @@ unsigned long hetmem_migrate_install(struct mm_struct *mm, unsigned long addr,
 	unsigned long src = (unsigned long)page_address(page);
 	unsigned long len = nr << HETMEM_PAGE_SHIFT, off = 0, step;
 	int64_t deadline = hetmem_ktime_get() + 1000LL * 1000 * 1000;
-	bool copy = false;
+	/* Part of a huge staging page is copied: moving it would split it. */
+	bool copy = hetmem_staging_is_huge(page) &&
+		    (nr != HPAGE_PMD_NR || (addr & (HETMEM_PMD_SIZE - 1)));
 	int r;
 
 	while (off < len) {
@@ -610,6 +794,121 @@ static bool mig_dst_system(unsigned long dst)
 	return page && (page->flags & HETMEM_PGF_STAGING);
 }
 
+static bool mig_dst_device(unsigned long dst)
+{
+	struct page *page = migrate_pfn_to_page(dst);
+
+	return page && is_device_private_page(page);
+}
+
+/* Is the page at @addr part of a PMD-mapped huge page now? */
+static bool mig_mapped_huge(unsigned long addr)
+{
+	uint16_t cat = 0;
+
+	return !hetmem_pagemap_snapshot(NULL, addr, addr + HETMEM_PAGE_SIZE, &cat) &&
+	       (cat & HETMEM_PG_HUGE);
+}
+
+/* Are the 512 entries from @addr all still MIGRATING? */
+static bool mig_window_migrating(struct mm_struct *mm, unsigned long addr)
+{
+	unsigned long vpn = addr >> HETMEM_PAGE_SHIFT;
+	bool all = true;
+
+	hetmem_mutex_lock(&mm->dev_lock);
+	for (unsigned long j = 0; j < HPAGE_PMD_NR && all; j++)
+		all = hetmem_devtab_type(hetmem_radix_lookup(&mm->devtab, vpn + j)) ==
+		      HETMEM_DEVTAB_MIGRATING;
+	hetmem_mutex_unlock(&mm->dev_lock);
+	return all;
+}
+
+/*
+ * Subpages [from, to) of the device folio @head, mapped from @addr, are
+ * back in system memory: their entries go now, with the mapping's
+ * references (finalize restores the entries of the others).
+ */
+static void mig_folio_left(struct mm_struct *mm, unsigned long addr,
+			   struct page *head, unsigned long from, unsigned long to)
+{
+	for (unsigned long j = from; j < to; j++) {
+		if (!mig_set_entry(mm, addr + (j << HETMEM_PAGE_SHIFT), 0))
+			continue;
+		page_set_map(head + j, NULL, 0);
+		put_page(head + j);	/* the mapping's reference */
+		hetmem_devmem_count(migrated_to_ram, 1);
+	}
+}
+
+/* Are dst[i + k] and dst[i + k - 1] consecutive staging pages? */
+static bool mig_dst_next(const unsigned long *dst, unsigned long k)
+{
+	return mig_dst_system(dst[k]) &&
+	       (dst[k] >> MIGRATE_PFN_SHIFT) == (dst[k - 1] >> MIGRATE_PFN_SHIFT) + 1;
+}
+
+/* A device folio back into the mapping: one staging folio, or base pages. */
+static void mig_pages_folio_back(struct migrate_vma *args, struct hetmem_migrate *mig,
+				 unsigned long i)
+{
+	unsigned long addr = mig_addr(args, i), *dst = args->dst + i, j = 0, k, n;
+	struct page *head = migrate_pfn_to_page(args->src[i]);
+	bool all = true;
+
+	if (dst[0] & MIGRATE_PFN_COMPOUND) {
+		n = hetmem_migrate_install(mig->mm, addr, migrate_pfn_to_page(dst[0]),
+					   HPAGE_PMD_NR, mig->on_monitor);
+		if (n == HPAGE_PMD_NR)
+			hetmem_staging_installed_whole(migrate_pfn_to_page(dst[0]),
+						       mig_mapped_huge(addr));
+		mig_folio_left(mig->mm, addr, head, 0, n);
+		all = n == HPAGE_PMD_NR;
+	} else {
+		while (j < HPAGE_PMD_NR) {
+			if (!mig_dst_system(dst[j])) {
+				all = false;
+				j++;
+				continue;
+			}
+			for (k = j + 1; k < HPAGE_PMD_NR && mig_dst_next(dst, k); k++)
+				;
+			n = hetmem_migrate_install(mig->mm, addr + (j << HETMEM_PAGE_SHIFT),
+						   migrate_pfn_to_page(dst[j]), k - j,
+						   mig->on_monitor);
+			mig_folio_left(mig->mm, addr, head, j, j + n);
+			all = all && n == k - j;
+			j = k;
+		}
+	}
+	if (!all)
+		args->src[i] &= ~MIGRATE_PFN_MIGRATE;
+}
+
+/* A compound entry: see mig_pages_folio_back() and mig_finalize_compound(). */
+static void mig_pages_compound(struct migrate_vma *args, struct hetmem_migrate *mig,
+			       unsigned long i)
+{
+	bool whole = args->dst[i] & MIGRATE_PFN_COMPOUND, any = false;
+
+	if (!mig_window_migrating(mig->mm, mig_addr(args, i))) {
+		args->src[i] &= ~MIGRATE_PFN_MIGRATE;	/* partly unmapped */
+		return;
+	}
+	if (mig->kind[i] == KIND_DEVICE) {
+		if (whole && !mig_dst_system(args->dst[i]))
+			args->src[i] &= ~MIGRATE_PFN_MIGRATE;
+		else
+			mig_pages_folio_back(args, mig, i);
+		return;
+	}
+	/* To a device: takes effect in finalize, page by page when split. */
+	for (unsigned long j = 0; j < (whole ? 1 : HPAGE_PMD_NR) && !any; j++)
+		any = mig_dst_device(args->dst[i + j]);
+	if (!any)
+		args->src[i] &= ~MIGRATE_PFN_MIGRATE;
+}
+
 /**
  * migrate_vma_pages() - install the destinations the driver provided
  * @migrate: the migration after migrate_vma_setup() and the driver's copy
@@ -632,6 +931,11 @@ HETMEM_API void migrate_vma_pages(struct migrate_vma *migrate)
 	while (mig && i < args->npages) {
 		if (!(args->src[i] & MIGRATE_PFN_MIGRATE)) {
 			i++;
+			continue;
+		}
+		if (mig->fl[i] & MF_COMPOUND) {
+			mig_pages_compound(args, mig, i);
+			i += HPAGE_PMD_NR;
 			continue;
 		}
 		if (!(args->dst[i] & MIGRATE_PFN_VALID) ||
@@ -720,17 +1024,102 @@ static void mig_restore_device(struct migrate_vma *args, unsigned long i,
 
 	if (args->src[i] & MIGRATE_PFN_WRITE)
 		flags |= HETMEM_DEVTAB_WRITE;
-	mig_set_entry(mig->mm, mig_addr(args, i),
-		      hetmem_devtab_entry(page_to_pfn(dpage), flags));
+	if (!mig_set_entry(mig->mm, mig_addr(args, i),
+			   hetmem_devtab_entry(page_to_pfn(dpage), flags))) {
+		page_set_map(dpage, NULL, 0);	/* unmapped meanwhile */
+		put_page(dpage);		/* the mapping's reference */
+	}
 }
 
-static void mig_release(struct page *page, const struct page *keep_locked)
+/*
+ * The subpages of device folio @head that are still mapped and did not
+ * leave are device pages again; a subpage whose entry an event erased
+ * meanwhile (munmap) loses the mapping's reference instead.
+ */
+static void folio_remap(struct page *head)
 {
-	if (!page)
+	uint64_t gone[HPAGE_PMD_NR / 64] = { 0 };
+	unsigned long j;
+
+	for (j = 0; j < HPAGE_PMD_NR; j++) {
+		struct mm_struct *mm = page_mm(head + j);
+		unsigned long vpn = page_vaddr(head + j) >> HETMEM_PAGE_SHIFT;
+		uint64_t e;
+
+		if (!mm)
+			continue;
+		hetmem_mutex_lock(&mm->dev_lock);
+		e = hetmem_radix_lookup(&mm->devtab, vpn);
+		if (hetmem_devtab_type(e) == HETMEM_DEVTAB_MIGRATING)
+			(void)hetmem_radix_store(&mm->devtab, vpn,
+						 hetmem_devtab_entry(page_to_pfn(head + j),
+								     HETMEM_DEVTAB_DEVICE |
+								     (e & HETMEM_DEVTAB_WRITE)));
+		else
+			gone[j / 64] |= 1ULL << (j % 64);
+		hetmem_mutex_unlock(&mm->dev_lock);
+	}
+	for (j = 0; j < HPAGE_PMD_NR; j++) {
+		if (!(gone[j / 64] & (1ULL << (j % 64))))
+			continue;
+		page_set_map(head + j, NULL, 0);
+		put_page(head + j);	/* the mapping's reference */
+	}
+}
+
+/* Entry @i stays in system memory: its page (if any) goes back, the entry goes. */
+static void mig_restore_page(struct migrate_vma *args, struct hetmem_migrate *mig,
+			     unsigned long i, struct page *src)
+{
+	mig_restore_system(args, mig, i, src);
+	mig_set_entry(mig->mm, mig_addr(args, i), 0);
+}
+
+/* A compound system entry that did not move: back whole when it can. */
+static void mig_unwind_huge(struct migrate_vma *args, struct hetmem_migrate *mig,
+			    unsigned long i)
+{
+	struct page *src = migrate_pfn_to_page(args->src[i]);
+	unsigned long addr = mig_addr(args, i), j, n = 0;
+
+	if (src && mig_window_migrating(mig->mm, addr)) {
+		n = hetmem_migrate_install(mig->mm, addr, src, HPAGE_PMD_NR,
+					   mig->on_monitor);
+		if (n == HPAGE_PMD_NR)
+			hetmem_staging_installed_whole(src, mig_mapped_huge(addr));
+	}
+	for (j = 0; j < HPAGE_PMD_NR; j++) {
+		if (j < n)
+			mig_set_entry(mig->mm, addr + (j << HETMEM_PAGE_SHIFT), 0);
+		else
+			mig_restore_page(args, mig, i + j, src ? src + j : NULL);
+	}
+}
+
+static void mig_finalize_compound(struct migrate_vma *args, struct hetmem_migrate *mig,
+				  unsigned long i)
+{
+	struct page *src = migrate_pfn_to_page(args->src[i]), *d;
+	unsigned long *dst = args->dst + i;
+	bool whole = (dst[0] & MIGRATE_PFN_COMPOUND) && (dst[0] & MIGRATE_PFN_VALID);
+
+	if (mig->kind[i] == KIND_DEVICE) {
+		/* What moved back left in migrate_vma_pages(). */
+		folio_remap(src);
 		return;
-	if (page != keep_locked)
-		unlock_page(page);
-	put_page(page);
+	}
+	if (!(args->src[i] & MIGRATE_PFN_MIGRATE)) {
+		mig_unwind_huge(args, mig, i);
+		return;
+	}
+	for (unsigned long j = 0; j < HPAGE_PMD_NR; j++) {
+		d = whole ? pfn_to_page(page_to_pfn(migrate_pfn_to_page(dst[0])) + j) :
+			    migrate_pfn_to_page(dst[j]);
+		if (d && is_device_private_page(d))
+			mig_commit_to_device(args, mig, i + j, d);
+		else
+			mig_restore_page(args, mig, i + j, src ? src + j : NULL);
+	}
 }
 
 static void mig_finalize_one(struct migrate_vma *args, struct hetmem_migrate *mig,
@@ -750,16 +1139,37 @@ static void mig_finalize_one(struct migrate_vma *args, struct hetmem_migrate *mi
 		} else {
 			mig_restore_device(args, i, mig, src);
 		}
-	} else if (moved && is_device_private_page(dst)) {
+	} else if (moved && dst && is_device_private_page(dst)) {
 		mig_commit_to_device(args, mig, i, dst);
 	} else {
-		mig_restore_system(args, mig, i, src);
-		mig_set_entry(mig->mm, addr, 0);
+		mig_restore_page(args, mig, i, src);
 	}
-	mig_release(src, args->fault_page);
-	if (dst && !(args->dst[i] & MIGRATE_PFN_VALID))
-		dst = NULL;
-	mig_release(dst, NULL);
+}
+
+static void unlock_put(struct page *page)
+{
+	if (!page)
+		return;
+	unlock_page(page);
+	put_page(page);
+}
+
+/*
+ * Drop entry @i's hold on its pages, once every entry is final: the
+ * entries of one folio share the lock that the first of them took.
+ */
+static void mig_release_entry(struct migrate_vma *args, struct hetmem_migrate *mig,
+			      unsigned long i)
+{
+	struct page *src = migrate_pfn_to_page(args->src[i]);
+	struct page *dst = migrate_pfn_to_page(args->dst[i]);
+
+	if (src) {
+		if (mig->fl[i] & MF_LOCKED)
+			unlock_page(src);
+		put_page(src);
+	}
+	unlock_put(dst);
 }
 
 /**
@@ -784,11 +1194,15 @@ HETMEM_API void migrate_vma_finalize(struct migrate_vma *migrate)
 		return;
 	mm = mig->mm;
 	for (unsigned long i = 0; i < migrate->npages; i++) {
-		if (mig->kind[i] != KIND_NONE)
+		if (mig->kind[i] == KIND_NONE || mig->kind[i] == KIND_TAIL)
+			continue;
+		if (mig->fl[i] & MF_COMPOUND)
+			mig_finalize_compound(migrate, mig, i);
+		else
 			mig_finalize_one(migrate, mig, i);
-		else if (migrate->dst[i] & MIGRATE_PFN_VALID)
-			mig_release(migrate_pfn_to_page(migrate->dst[i]), NULL);
 	}
+	for (unsigned long i = 0; i < migrate->npages; i++)
+		mig_release_entry(migrate, mig, i);
 	migrate->priv = NULL;
 	if (mig->fork_locked)
 		hetmem_up_read(&mm->fork_sem);
@@ -824,7 +1238,8 @@ static uint64_t dev_detach(struct page *page)
 	if (hetmem_devtab_type(e) == HETMEM_DEVTAB_DEVICE &&
 	    hetmem_devtab_pfn(e) == page_to_pfn(page))
 		hetmem_radix_store(&mm->devtab, page_vaddr(page) >> HETMEM_PAGE_SHIFT,
-				   hetmem_devtab_entry(0, HETMEM_DEVTAB_MIGRATING));
+				   hetmem_devtab_entry(0, HETMEM_DEVTAB_MIGRATING |
+						       (e & HETMEM_DEVTAB_WRITE)));
 	else
 		e = 0;
 	hetmem_mutex_unlock(&mm->dev_lock);
@@ -844,10 +1259,15 @@ static bool get_page_unless_zero(struct page *page)
 	return false;
 }
 
+/*
+ * Lock and detach device page @pfn wherever it is mapped; a folio (from
+ * its head; a tail frame reads 0, a placeholder) is detached subpage by
+ * subpage and collected as one compound word.
+ */
 static unsigned long dev_collect(unsigned long pfn, void *owner)
 {
 	struct page *page = hetmem_device_pfn_to_page(pfn);
-	uint64_t e;
+	unsigned long nr, w = 0;
 
 	if (!page || (__atomic_load_n(&page->flags, __ATOMIC_RELAXED) & HETMEM_PGF_TAIL) ||
 	    !get_page_unless_zero(page))
@@ -856,11 +1276,75 @@ static unsigned long dev_collect(unsigned long pfn, void *owner)
 		put_page(page);
 		return 0;
 	}
-	if (page_mm(page))
-		dev_notify(page, owner ? owner : page->pgmap->owner);
-	e = dev_detach(page);
-	return migrate_pfn(pfn) | MIGRATE_PFN_MIGRATE |
-	       ((e & HETMEM_DEVTAB_WRITE) ? MIGRATE_PFN_WRITE : 0);
+	nr = 1UL << folio_order((struct folio *)page);
+	for (unsigned long j = 0; j < nr; j++) {
+		if (page_mm(page + j))
+			dev_notify(page + j, owner ? owner : page->pgmap->owner);
+		if (dev_detach(page + j) & HETMEM_DEVTAB_WRITE)
+			w = MIGRATE_PFN_WRITE;
+	}
+	return migrate_pfn(pfn) | MIGRATE_PFN_MIGRATE | w |
+	       (nr > 1 ? MIGRATE_PFN_COMPOUND : 0);
+}
+
+/* Is every subpage of folio @head mapped by @mm in order from PMD-aligned @addr? */
+static bool dev_folio_mapped_whole(struct page *head, struct mm_struct *mm,
+				   unsigned long addr)
+{
+	if (!mm || (addr & (HETMEM_PMD_SIZE - 1)))
+		return false;
+	for (unsigned long j = 0; j < HPAGE_PMD_NR; j++) {
+		if (page_mm(head + j) != mm ||
+		    page_vaddr(head + j) != addr + (j << HETMEM_PAGE_SHIFT) ||
+		    !mig_still_migrating(mm, page_vaddr(head + j)))
+			return false;
+	}
+	return true;
+}
+
+/* Subpage @j of an evicted folio back into its mapping, if it has one. */
+static bool dev_subpage_back(struct page *sub, struct page *dpage, bool on_monitor)
+{
+	struct mm_struct *mm = page_mm(sub);
+	unsigned long addr = page_vaddr(sub);
+
+	if (!mm)
+		return true;
+	if (!dpage || !(dpage->flags & HETMEM_PGF_STAGING) ||
+	    !mig_still_migrating(mm, addr) ||
+	    !hetmem_migrate_install(mm, addr, dpage, 1, on_monitor))
+		return false;
+	mig_folio_left(mm, addr, sub, 0, 1);
+	return true;
+}
+
+/*
+ * The compound source @i of an eviction back into system memory: the
+ * destination is a staging folio (dst[i] COMPOUND) or base pages in the
+ * placeholders that follow. Each subpage that is mapped somewhere goes
+ * back; those that cannot stay on the device (finalize maps them again).
+ */
+static bool dev_folio_back(unsigned long *src, unsigned long *dst,
+			   unsigned long npages, unsigned long i, bool on_monitor)
+{
+	struct page *head = migrate_pfn_to_page(src[i]);
+	struct page *d = migrate_pfn_to_page(dst[i]), *dj;
+	bool whole = (dst[i] & MIGRATE_PFN_COMPOUND) && d, all = true;
+	struct mm_struct *mm = page_mm(head);
+	unsigned long addr = page_vaddr(head), j = 0, n;
+
+	if (whole && dev_folio_mapped_whole(head, mm, addr)) {
+		n = hetmem_migrate_install(mm, addr, d, HPAGE_PMD_NR, on_monitor);
+		if (n == HPAGE_PMD_NR)
+			hetmem_staging_installed_whole(d, mig_mapped_huge(addr));
+		mig_folio_left(mm, addr, head, 0, n);
+		j = n;
+	}
+	for (; j < HPAGE_PMD_NR; j++) {
+		dj = whole ? d + j : (i + j < npages ? migrate_pfn_to_page(dst[i + j]) : NULL);
+		all = dev_subpage_back(head + j, dj, on_monitor) && all;
+	}
+	return all;
 }
 
 /**
@@ -926,6 +1410,11 @@ HETMEM_API void migrate_device_pages(unsigned long *src_pfns,
 
 		if (!(src_pfns[i] & MIGRATE_PFN_MIGRATE))
 			continue;
+		if (src_pfns[i] & MIGRATE_PFN_COMPOUND) {
+			if (!dev_folio_back(src_pfns, dst_pfns, npages, i, on_monitor))
+				src_pfns[i] &= ~MIGRATE_PFN_MIGRATE;
+			continue;
+		}
 		struct mm_struct *mm = spage ? page_mm(spage) : NULL;
 		unsigned long addr = spage ? page_vaddr(spage) : 0;
 
@@ -934,6 +1423,23 @@ HETMEM_API void migrate_device_pages(unsigned long *src_pfns,
 			    !hetmem_migrate_install(mm, addr, dpage, 1, on_monitor))))
 			src_pfns[i] &= ~MIGRATE_PFN_MIGRATE;
 	}
+}
+
+/*
+ * The subpages of an evicted folio that did not go back are device pages
+ * again wherever they are mapped; the folio and its destinations are
+ * released.
+ */
+static void dev_folio_finalize(unsigned long *src, unsigned long *dst,
+			       unsigned long npages, unsigned long i)
+{
+	struct page *head = migrate_pfn_to_page(src[i]);
+	unsigned long j, n = (dst[i] & MIGRATE_PFN_COMPOUND) ? 1 : HPAGE_PMD_NR;
+
+	folio_remap(head);
+	unlock_put(head);
+	for (j = 0; j < n && i + j < npages; j++)
+		unlock_put(migrate_pfn_to_page(dst[i + j]));
 }
 
 /**
@@ -965,17 +1471,23 @@ HETMEM_API void migrate_device_finalize(unsigned long *src_pfns,
 
 		if (!spage)
 			continue;
+		if (src_pfns[i] & MIGRATE_PFN_COMPOUND) {
+			kick = mm ? mm : kick;
+			dev_folio_finalize(src_pfns, dst_pfns, npages, i);
+			continue;
+		}
 		if (mm && (src_pfns[i] & MIGRATE_PFN_MIGRATE) && mig_set_entry(mm, addr, 0)) {
 			page_set_map(spage, NULL, 0);
 			put_page(spage);	/* the mapping's reference */
 			hetmem_devmem_count(migrated_to_ram, 1);
-		} else if (mm) {
-			mig_set_entry(mm, addr, hetmem_devtab_entry(page_to_pfn(spage), flags));
+		} else if (mm && !mig_set_entry(mm, addr,
+						hetmem_devtab_entry(page_to_pfn(spage), flags))) {
+			page_set_map(spage, NULL, 0);	/* unmapped meanwhile */
+			put_page(spage);		/* the mapping's reference */
 		}
 		kick = mm ? mm : kick;
-		mig_release(spage, NULL);
-		if (dst_pfns[i] & MIGRATE_PFN_VALID)
-			mig_release(dpage, NULL);
+		unlock_put(spage);
+		unlock_put(dpage);
 	}
 	if (kick)
 		hetmem_mm_kick(kick);
@@ -985,51 +1497,106 @@ HETMEM_API void migrate_device_finalize(unsigned long *src_pfns,
 
 #define EVICT_BATCH 64
 
+/*
+ * The next batch of device frames mapped in @mm from *@vpn on: base
+ * pages, and the head of each device folio once (its subpages may be
+ * mapped anywhere; collecting the head detaches all of them).
+ */
 static unsigned long evict_gather(struct mm_struct *mm, unsigned long *vpn,
 				  unsigned long *pfns, unsigned long *excl,
 				  unsigned long *nexcl)
 {
-	unsigned long n = 0;
+	unsigned long n = 0, pfn;
 
 	*nexcl = 0;
 	hetmem_mutex_lock(&mm->dev_lock);
 	while (n < EVICT_BATCH && *nexcl < EVICT_BATCH) {
 		uint64_t e = hetmem_radix_next(&mm->devtab, vpn, HETMEM_RADIX_LIMIT - 1);
+		struct page *page;
 
 		if (!e)
 			break;
-		if (hetmem_devtab_type(e) == HETMEM_DEVTAB_DEVICE)
-			pfns[n++] = hetmem_devtab_pfn(e);
-		else if (hetmem_devtab_type(e) == HETMEM_DEVTAB_EXCLUSIVE)
+		if (hetmem_devtab_type(e) == HETMEM_DEVTAB_DEVICE) {
+			page = pfn_to_page(hetmem_devtab_pfn(e));
+			pfn = page ? page_to_pfn(&page_folio(page)->page) : hetmem_devtab_pfn(e);
+			if (!n || pfns[n - 1] != pfn)
+				pfns[n++] = pfn;
+		} else if (hetmem_devtab_type(e) == HETMEM_DEVTAB_EXCLUSIVE) {
 			excl[(*nexcl)++] = *vpn << HETMEM_PAGE_SHIFT;
+		}
 		(*vpn)++;
 	}
 	hetmem_mutex_unlock(&mm->dev_lock);
 	return n;
 }
 
-/* Copy device pages into staging pages for migrate_device_pages(). */
+/* Copy device page (or folio) @spage into staging memory; the dst word. */
+static unsigned long evict_copy_one(struct page *spage, unsigned long nr)
+{
+	unsigned int order = nr > 1 ? HPAGE_PMD_ORDER : 0;
+	struct page *dpage = hetmem_staging_alloc(order, page_vaddr(spage), false);
+
+	if (!dpage)
+		return 0;
+	memcpy(page_address(dpage), page_address(spage), nr << HETMEM_PAGE_SHIFT);
+	lock_page(dpage);
+	return migrate_pfn(page_to_pfn(dpage)) | (nr > 1 ? MIGRATE_PFN_COMPOUND : 0);
+}
+
+/* Copy collected device pages into staging pages for migrate_device_pages(). */
 static void evict_copy(unsigned long *src, unsigned long *dst, unsigned long n)
 {
 	for (unsigned long i = 0; i < n; i++) {
 		struct page *spage = migrate_pfn_to_page(src[i]);
-		struct page *dpage;
 
 		dst[i] = 0;
 		if (!(src[i] & MIGRATE_PFN_MIGRATE))
 			continue;
-		dpage = hetmem_staging_alloc(0, page_vaddr(spage), false);
-		if (!dpage)
+		if (!(src[i] & MIGRATE_PFN_COMPOUND)) {
+			dst[i] = evict_copy_one(spage, 1);
 			continue;
-		memcpy(page_address(dpage), page_address(spage), HETMEM_PAGE_SIZE);
-		lock_page(dpage);
-		dst[i] = migrate_pfn(page_to_pfn(dpage));
+		}
+		dst[i] = evict_copy_one(spage, HPAGE_PMD_NR);
+		if (dst[i])
+			continue;
+		/* No staging folio: page by page into the placeholders. */
+		for (unsigned long j = 0; j < HPAGE_PMD_NR && i + j < n; j++)
+			dst[i + j] = page_mm(spage + j) ? evict_copy_one(spage + j, 1) : 0;
+		i += HPAGE_PMD_NR - 1;
 	}
+}
+
+/* One device folio, with room for its placeholders. */
+static void evict_folio(struct mm_struct *mm, unsigned long pfn)
+{
+	unsigned long src[HPAGE_PMD_NR] = { 0 }, dst[HPAGE_PMD_NR];
+
+	src[0] = dev_collect(pfn, mm);	/* every mirror erases */
+	evict_copy(src, dst, HPAGE_PMD_NR);
+	migrate_device_pages(src, dst, HPAGE_PMD_NR);
+	migrate_device_finalize(src, dst, HPAGE_PMD_NR);
+}
+
+static void evict_pages(struct mm_struct *mm, unsigned long *pfns, unsigned long n)
+{
+	unsigned long dst[EVICT_BATCH], k = 0;
+
+	for (unsigned long i = 0; i < n; i++) {
+		struct page *page = pfn_to_page(pfns[i]);
+
+		if (page && folio_order(page_folio(page)))
+			evict_folio(mm, pfns[i]);
+		else
+			pfns[k++] = dev_collect(pfns[i], mm);	/* every mirror erases */
+	}
+	evict_copy(pfns, dst, k);
+	migrate_device_pages(pfns, dst, k);
+	migrate_device_finalize(pfns, dst, k);
 }
 
 void hetmem_migrate_evict_all(struct mm_struct *mm)
 {
-	unsigned long vpn = 0, pfns[EVICT_BATCH], dst[EVICT_BATCH];
+	unsigned long vpn = 0, pfns[EVICT_BATCH];
 	unsigned long excl[EVICT_BATCH], n, nexcl;
 
 	if (hetmem_devtab_empty(mm))
@@ -1038,11 +1605,7 @@ void hetmem_migrate_evict_all(struct mm_struct *mm)
 		n = evict_gather(mm, &vpn, pfns, excl, &nexcl);
 		for (unsigned long i = 0; i < nexcl; i++)
 			hetmem_exclusive_restore(mm, excl[i], false);
-		for (unsigned long i = 0; i < n; i++)
-			pfns[i] = dev_collect(pfns[i], mm);	/* every mirror erases */
-		evict_copy(pfns, dst, n);
-		migrate_device_pages(pfns, dst, n);
-		migrate_device_finalize(pfns, dst, n);
+		evict_pages(mm, pfns, n);
 	} while (n || nexcl);
 	hetmem_devtab_prune(mm);
 }

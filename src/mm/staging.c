@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -34,15 +35,34 @@
  * monitor's userfaultfd, which does have events, is not involved.
  *
  * The reservation is 16 GiB of MAP_NORESERVE address space (it costs
- * nothing until written), 2 MiB aligned so that a whole transparent huge
- * page of the application can move in as one PMD. The arena itself is
- * MADV_NOHUGEPAGE: a driver's copy into a staging hole must not fault in
- * a huge page whose subpages are then moved one by one into the
- * application. On 6.18 that combination (UFFDIO_MOVE of single pages out
- * of a PTE-mapped huge folio, while the application faults on the
- * destination) was seen to leave a page mapped at an address hetmem had
- * emptied, so a device page and a CPU page coexisted; with base pages it
- * never happened in millions of moves (tests/stress/test-migrate.c).
+ * nothing until written), 2 MiB aligned, in two parts:
+ *
+ *  - The small part (seven eighths) is MADV_NOHUGEPAGE and serves single
+ *    pages. A driver's copy into a staging hole there must not fault in
+ *    a huge page whose subpages are then moved one by one into the
+ *    application. On 6.18 that combination (UFFDIO_MOVE of single pages
+ *    out of a PTE-mapped huge folio, while the application faults on the
+ *    destination) was seen to leave a page mapped at an address hetmem
+ *    had emptied, so a device page and a CPU page coexisted; with base
+ *    pages it never happened in millions of moves
+ *    (tests/stress/test-migrate.c).
+ *  - The huge part (one eighth, none when transparent huge pages are
+ *    off) is MADV_HUGEPAGE and serves PMD-sized folios only, always as a
+ *    whole: a transparent huge page of the application moves in as one
+ *    PMD, a driver copies into a block that faults in (or already holds)
+ *    one huge page, and the block moves back into the application as one
+ *    PMD. Nothing ever moves a single page out of it, so the combination
+ *    above cannot arise there.
+ *
+ * UFFDIO_MOVE moves a PMD only when the destination PMD is empty: if a
+ * page table is there, the kernel splits the source huge page and moves
+ * its pages one by one. A huge block is therefore known to have no page
+ * table (block->maybe_table false) only when it was never touched, was
+ * just scrubbed (mapped afresh over itself, which frees its page tables),
+ * holds one PMD-mapped huge page (checked with the page-map snapshot), or
+ * had one zapped or moved out as a whole (MADV_DONTNEED of a PMD-mapped
+ * block; an install whose destination reads as a huge page afterwards).
+ * Every other block is scrubbed when it is freed.
  */
 
 /**
@@ -78,6 +98,8 @@
 #define BLOCK_BYTES HETMEM_PMD_SIZE
 #define BLOCK_PAGES HPAGE_PMD_NR
 #define STAGING_CACHE_BLOCKS 1
+#define HUGE_CACHE_BLOCKS 1
+#define HUGE_PART_SHIFT 3		/* one eighth of the arena */
 #define RECENT_BLOCKS 4
 #define ANY_SLOT BLOCK_PAGES
 #define NO_BLOCK (-1L)
@@ -85,11 +107,13 @@
 struct staging_block {
 	uint64_t used[BLOCK_PAGES / 64];
 	unsigned int nused;
+	bool maybe_table;	/* huge part: may hold a page table */
 };
 
 struct staging {
 	unsigned long base;		/* arena, BLOCK_BYTES aligned */
 	unsigned long nblocks;
+	unsigned long nsmall;		/* blocks below are the small part */
 	struct page *pages;		/* nblocks * BLOCK_PAGES descriptors */
 	size_t pages_bytes;
 	struct staging_block *blocks;
@@ -97,6 +121,10 @@ struct staging {
 	unsigned long nempty;
 	uint32_t cached[STAGING_CACHE_BLOCKS];
 	unsigned int ncached;
+	uint32_t *hfree;		/* stack of free huge blocks, empty */
+	unsigned long nhfree;
+	uint32_t hcached[HUGE_CACHE_BLOCKS];	/* free, one PMD-mapped page */
+	unsigned int nhcached;
 	long recent[RECENT_BLOCKS];	/* open blocks, most recent first */
 	unsigned long nused;		/* slots in use */
 	int uffd;
@@ -140,10 +168,12 @@ static bool slot_filled(unsigned long blk, unsigned int slot)
 	       HETMEM_PGF_FILLED;
 }
 
-static void set_cached(unsigned int n)
+static void set_cached(unsigned int small, unsigned int huge)
 {
-	st.ncached = n;
-	__atomic_store_n(&cached_bytes, (uint64_t)n * BLOCK_BYTES, __ATOMIC_RELAXED);
+	st.ncached = small;
+	st.nhcached = huge;
+	__atomic_store_n(&cached_bytes, (uint64_t)(small + huge) * BLOCK_BYTES,
+			 __ATOMIC_RELAXED);
 }
 
 static void recent_drop(long blk)
@@ -195,13 +225,13 @@ static bool block_filled(unsigned long blk)
 static long block_take(bool want_memory)
 {
 	if (want_memory && st.ncached) {
-		set_cached(st.ncached - 1);
+		set_cached(st.ncached - 1, st.nhcached);
 		return st.cached[st.ncached];
 	}
 	if (st.nempty)
 		return st.empty[--st.nempty];
 	if (st.ncached) {
-		set_cached(st.ncached - 1);
+		set_cached(st.ncached - 1, st.nhcached);
 		return st.cached[st.ncached];
 	}
 	return NO_BLOCK;
@@ -215,7 +245,7 @@ static void block_release(unsigned long blk)
 	recent_drop((long)blk);
 	if (filled && st.ncached < STAGING_CACHE_BLOCKS) {
 		st.cached[st.ncached] = (uint32_t)blk;
-		set_cached(st.ncached + 1);
+		set_cached(st.ncached + 1, st.nhcached);
 		return;
 	}
 	if (filled)
@@ -286,12 +316,90 @@ static struct page *alloc_small(unsigned int slot, bool empty)
 	return slot_claim((unsigned long)blk, (unsigned int)s, empty);
 }
 
+/* ---- the huge part (under st_lock) ---- */
+
+static bool block_is_huge(unsigned long blk)
+{
+	return blk >= st.nsmall;
+}
+
+/*
+ * Map @blk afresh over itself: its memory and its page tables go. A
+ * block that cannot be mapped or registered again is lost for good (its
+ * address range may even be someone else's now), never handed out.
+ */
+static int block_scrub(unsigned long blk)
+{
+	unsigned long addr = slot_addr(blk, 0);
+	struct uffdio_register reg = {
+		.range = { .start = addr, .len = BLOCK_BYTES },
+		.mode = UFFDIO_REGISTER_MODE_WP,
+	};
+
+	if (mmap((void *)addr, BLOCK_BYTES, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0) ==
+	    MAP_FAILED)
+		return -errno;
+	madvise((void *)addr, BLOCK_BYTES, MADV_HUGEPAGE);
+	if (ioctl(st.uffd, UFFDIO_REGISTER, &reg))
+		return -errno;
+	for (unsigned int i = 0; i < BLOCK_PAGES; i++)
+		__atomic_fetch_and(&slot_page(blk, i)->flags, ~HETMEM_PGF_FILLED,
+				   __ATOMIC_RELAXED);
+	return 0;
+}
+
+/* A free huge block: the cached one when @want_memory, else an empty one. */
+static long huge_take(bool want_memory)
+{
+	long blk;
+
+	if (st.nhcached && (want_memory || !st.nhfree)) {
+		set_cached(st.ncached, st.nhcached - 1);
+		blk = st.hcached[st.nhcached];
+		if (!want_memory)	/* zapping a PMD leaves no table */
+			slots_discard((unsigned long)blk, 0, BLOCK_PAGES);
+		return blk;
+	}
+	return st.nhfree ? st.hfree[--st.nhfree] : NO_BLOCK;
+}
+
+/*
+ * The last reference to huge block @blk went; @filled: it may hold
+ * memory, @pmd: that memory is one PMD-mapped huge page.
+ */
+static void huge_release(unsigned long blk, bool filled, bool pmd)
+{
+	struct staging_block *b = &st.blocks[blk];
+	int err;
+
+	if (filled && pmd) {
+		b->maybe_table = false;
+		if (st.nhcached < HUGE_CACHE_BLOCKS) {
+			st.hcached[st.nhcached] = (uint32_t)blk;
+			set_cached(st.ncached, st.nhcached + 1);
+			return;
+		}
+		slots_discard(blk, 0, BLOCK_PAGES);
+	} else if (filled || b->maybe_table) {
+		err = block_scrub(blk);
+		if (HETMEM_WARN(err, "staging block lost: %d", err))
+			return;
+		b->maybe_table = false;
+	}
+	st.hfree[st.nhfree++] = (uint32_t)blk;
+}
+
 static struct page *alloc_large(bool empty)
 {
-	long blk = block_take(!empty);
+	long blk = huge_take(!empty);
 	struct page *head;
 	unsigned int i;
 
+	if (blk != NO_BLOCK)
+		st.blocks[blk].maybe_table = true;	/* until proven otherwise */
+	else
+		blk = block_take(!empty);
 	if (blk == NO_BLOCK)
 		return NULL;
 	if (empty && block_filled((unsigned long)blk))
@@ -345,7 +453,6 @@ static int arena_map(int uffd, unsigned long bytes)
 		munmap(raw, head);
 	if (len - head > bytes)
 		munmap((void *)(start + bytes), len - head - bytes);
-	madvise((void *)start, bytes, MADV_NOHUGEPAGE);
 	reg = (struct uffdio_register){
 		.range = { .start = start, .len = bytes },
 		.mode = UFFDIO_REGISTER_MODE_WP,
@@ -357,7 +464,34 @@ static int arena_map(int uffd, unsigned long bytes)
 		return err;
 	}
 	st.base = start;
+	madvise((void *)start, st.nsmall * BLOCK_BYTES, MADV_NOHUGEPAGE);
+	if (st.nsmall < st.nblocks)
+		madvise((void *)(start + st.nsmall * BLOCK_BYTES),
+			(st.nblocks - st.nsmall) * BLOCK_BYTES, MADV_HUGEPAGE);
 	return 0;
+}
+
+/* Transparent huge pages on request (MADV_HUGEPAGE) or always. */
+static bool thp_available(void)
+{
+	FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "re");
+	char line[128] = "";
+	bool ok;
+
+	if (!f)
+		return false;
+	ok = fgets(line, sizeof(line), f) && !strstr(line, "[never]");
+	fclose(f);
+	return ok;
+}
+
+static void staging_meta_free(void)
+{
+	free(st.blocks);
+	free(st.empty);
+	free(st.hfree);
+	if (st.pages && st.pages != MAP_FAILED)
+		munmap(st.pages, st.pages_bytes);
 }
 
 static int staging_meta_alloc(void)
@@ -370,17 +504,18 @@ static int staging_meta_alloc(void)
 	if (st.pages == MAP_FAILED)
 		return -ENOMEM;
 	st.blocks = calloc(st.nblocks, sizeof(*st.blocks));
-	st.empty = calloc(st.nblocks, sizeof(*st.empty));
-	if (!st.blocks || !st.empty) {
-		free(st.blocks);
-		free(st.empty);
-		munmap(st.pages, st.pages_bytes);
+	st.empty = calloc(st.nsmall, sizeof(*st.empty));
+	st.hfree = calloc(st.nblocks - st.nsmall + 1, sizeof(*st.hfree));
+	if (!st.blocks || !st.empty || !st.hfree) {
+		staging_meta_free();
 		return -ENOMEM;
 	}
 	/* Popped from the top: low blocks are handed out first. */
-	for (i = 0; i < st.nblocks; i++)
-		st.empty[i] = (uint32_t)(st.nblocks - 1 - i);
-	st.nempty = st.nblocks;
+	for (i = 0; i < st.nsmall; i++)
+		st.empty[i] = (uint32_t)(st.nsmall - 1 - i);
+	st.nempty = st.nsmall;
+	for (i = st.nsmall; i < st.nblocks; i++)
+		st.hfree[st.nhfree++] = (uint32_t)(st.nblocks - 1 - (i - st.nsmall));
 	for (i = 0; i < RECENT_BLOCKS; i++)
 		st.recent[i] = NO_BLOCK;
 	return 0;
@@ -397,6 +532,9 @@ static int staging_create(void)
 	if (uffd < 0)
 		return uffd;
 	st.nblocks = arena_bytes / BLOCK_BYTES;
+	st.nsmall = st.nblocks;
+	if (thp_available())
+		st.nsmall -= st.nblocks >> HUGE_PART_SHIFT;
 	err = arena_map(uffd, st.nblocks * BLOCK_BYTES);
 	if (err)
 		goto err_close;
@@ -446,9 +584,7 @@ void hetmem_staging_stop(void)
 		goto out_unlock;
 	close(st.uffd);
 	munmap((void *)st.base, st.nblocks * BLOCK_BYTES);
-	munmap(st.pages, st.pages_bytes);
-	free(st.blocks);
-	free(st.empty);
+	staging_meta_free();
 	memset(&st, 0, sizeof(st));
 	st.uffd = -1;
 	__atomic_store_n(&cached_bytes, 0, __ATOMIC_RELAXED);
@@ -567,6 +703,33 @@ void hetmem_staging_moved_out(struct page *page, unsigned long nr)
 				   __ATOMIC_RELAXED);
 }
 
+/* Does huge block @blk hold one PMD-mapped huge page? */
+static bool block_pmd_mapped(unsigned long blk)
+{
+	uint16_t cat = 0;
+
+	return !hetmem_pagemap_snapshot(NULL, slot_addr(blk, 0),
+					slot_addr(blk, 1), &cat) &&
+	       (cat & HETMEM_PG_HUGE);
+}
+
+bool hetmem_staging_is_huge(const struct page *page)
+{
+	if (!staging_ready() ||
+	    !(__atomic_load_n(&page->flags, __ATOMIC_RELAXED) & HETMEM_PGF_STAGING))
+		return false;
+	return (unsigned long)(page - st.pages) / BLOCK_PAGES >= st.nsmall;
+}
+
+void hetmem_staging_installed_whole(struct page *head, bool pmd)
+{
+	unsigned long blk = (unsigned long)(head - st.pages) / BLOCK_PAGES;
+
+	/* The block is still the caller's: nobody else reads the flag yet. */
+	if (block_is_huge(blk) && pmd)
+		st.blocks[blk].maybe_table = false;
+}
+
 void hetmem_staging_free(struct page *page)
 {
 	unsigned long idx = (unsigned long)(page - st.pages);
@@ -575,7 +738,12 @@ void hetmem_staging_free(struct page *page)
 			      HETMEM_PGF_ORDER_MASK) >> HETMEM_PGF_ORDER_SHIFT;
 	unsigned long nr = 1UL << order;
 	struct staging_block *b = &st.blocks[blk];
+	bool huge = block_is_huge(blk), filled = false, pmd = false;
 
+	if (huge) {	/* system calls before the lock: the block is ours */
+		filled = block_filled(blk);
+		pmd = filled && block_pmd_mapped(blk);
+	}
 	for (i = 1; i < nr; i++)
 		__atomic_fetch_and(&page[i].flags, ~HETMEM_PGF_TAIL, __ATOMIC_RELAXED);
 	__atomic_fetch_and(&page->flags, ~HETMEM_PGF_ORDER_MASK, __ATOMIC_RELAXED);
@@ -584,7 +752,9 @@ void hetmem_staging_free(struct page *page)
 		b->used[i / 64] &= ~(1ULL << (i % 64));
 	b->nused -= (unsigned int)nr;
 	st.nused -= nr;
-	if (!b->nused)
+	if (!b->nused && huge)
+		huge_release(blk, filled, pmd);
+	else if (!b->nused)
 		block_release(blk);
 	hetmem_mutex_unlock(&st_lock);
 	hetmem_devmem_count(staging_pages, -nr);
