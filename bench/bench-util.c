@@ -76,8 +76,9 @@ int64_t bench_now_ns(void)
 static void bench_usage(FILE *out, const char *suite)
 {
 	fprintf(out,
-		"usage: hetmem bench %s [-d SECONDS]\n"
+		"usage: hetmem bench %s [-d SECONDS] [-m NAME]\n"
 		"  -d, --duration SECONDS  rough bound of the run (default 1)\n"
+		"  -m, --measure NAME      only the measurements whose name contains NAME\n"
 		"  -h, --help              this text\n", suite);
 }
 
@@ -104,16 +105,21 @@ int bench_parse_opts(int argc, char **argv, struct bench_opts *opts)
 {
 	static const struct option longopts[] = {
 		{ "duration", required_argument, NULL, 'd' },
+		{ "measure", required_argument, NULL, 'm' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
 
 	opts->duration_s = 1.0;
+	opts->only = NULL;
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+d:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+d:m:h", longopts, NULL)) != -1) {
 		switch (c) {
+		case 'm':
+			opts->only = optarg;
+			break;
 		case 'd':
 			if (parse_duration(optarg, &opts->duration_s) < 0) {
 				fprintf(stderr, "hetmem bench %s: bad duration '%s' (want 0 < SECONDS <= %.0f)\n",
@@ -508,6 +514,8 @@ int bench_run_suite(const char *suite, const struct bench_measure *m,
 		return ret > 0 ? BENCH_EXIT_OK : BENCH_EXIT_USAGE;
 	bench_begin(&opts);
 	for (i = 0; i < count; i++) {
+		if (opts.only && !strstr(m[i].name, opts.only))
+			continue;
 		ret = m[i].run(m[i].share);
 		if (ret) {
 			fprintf(stderr, "hetmem bench %s: %s: %s\n", suite,

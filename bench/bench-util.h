@@ -23,6 +23,7 @@
 
 struct bench_opts {
 	double duration_s;	/* -d: rough bound of the whole run */
+	const char *only;	/* -m: run the measurements whose name has this */
 };
 
 int bench_parse_opts(int argc, char **argv, struct bench_opts *opts);

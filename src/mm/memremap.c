@@ -90,9 +90,7 @@ static unsigned int order_of(const struct page *head)
 
 static struct page *head_of(struct page *page)
 {
-	while (flags_of(page) & HETMEM_PGF_TAIL)
-		page--;
-	return page;
+	return &page_folio(page)->page;
 }
 
 /* ---- registry ---- */
@@ -420,7 +418,8 @@ static void folio_unmark(struct page *head)
 	unsigned long i, nr = 1UL << order_of(head);
 
 	for (i = 1; i < nr; i++)
-		__atomic_fetch_and(&head[i].flags, ~HETMEM_PGF_TAIL, __ATOMIC_RELAXED);
+		__atomic_fetch_and(&head[i].flags, ~(HETMEM_PGF_TAIL | HETMEM_PGF_TAIL_MASK),
+				   __ATOMIC_RELAXED);
 	__atomic_fetch_and(&head->flags, ~HETMEM_PGF_ORDER_MASK, __ATOMIC_RELEASE);
 }
 
@@ -673,7 +672,7 @@ HETMEM_API void zone_device_folio_init(struct folio *folio, unsigned int order)
 	    HETMEM_WARN(!folio_range_ok(head), "device folio misaligned or in use"))
 		return;
 	for (i = 1; i < HPAGE_PMD_NR; i++)
-		__atomic_fetch_or(&head[i].flags, HETMEM_PGF_TAIL, __ATOMIC_RELAXED);
+		__atomic_fetch_or(&head[i].flags, HETMEM_PGF_TAIL_BITS(i), __ATOMIC_RELAXED);
 	__atomic_fetch_or(&head->flags, order << HETMEM_PGF_ORDER_SHIFT,
 			  __ATOMIC_RELAXED);
 	device_page_take(head, HPAGE_PMD_NR);

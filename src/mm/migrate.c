@@ -146,6 +146,39 @@ static bool mig_private_anon(struct mm_struct *mm, struct migrate_vma *args,
 /* ---- setup: collecting ---- */
 
 /*
+ * Entries of the table read or replaced in place through the leaf that
+ * holds them: a leaf spans one PMD-aligned window, so a compound entry's
+ * 512 pages cost one walk instead of 512. Replacing a non-zero entry by
+ * a non-zero one changes no count; erasing goes through the tree.
+ */
+struct devtab_cursor {
+	unsigned long base;
+	uint64_t *entry;
+};
+
+static uint64_t *devtab_slot(struct mm_struct *mm, struct devtab_cursor *c,
+			     unsigned long vpn)
+{
+	unsigned long base = vpn & ~(HETMEM_RADIX_FANOUT - 1), next;
+	struct hetmem_radix_node *leaf;
+
+	if (!c->entry || c->base != base) {
+		leaf = hetmem_radix_leaf(&mm->devtab, vpn, &next);
+		c->base = base;
+		c->entry = leaf ? leaf->entry : NULL;
+	}
+	return c->entry ? &c->entry[vpn - base] : NULL;
+}
+
+static uint64_t devtab_get(struct mm_struct *mm, struct devtab_cursor *c,
+			   unsigned long vpn)
+{
+	uint64_t *slot = devtab_slot(mm, c, vpn);
+
+	return slot ? *slot : 0;
+}
+
+/*
  * The lock of device page @page, collected as entry @i. The subpages of
  * a folio share its lock: the fault path holds it for fault_page's
  * folio, and a folio this migration locked for an earlier entry is not
@@ -170,12 +203,13 @@ static bool mig_lock_device(struct migrate_vma *args, struct hetmem_migrate *mig
 static bool mig_folio_whole(struct mm_struct *mm, unsigned long vpn,
 			    struct page *head, uint64_t e)
 {
+	struct devtab_cursor c = { 0 };
+
 	if ((vpn % HPAGE_PMD_NR) || page_folio(head) != (struct folio *)head ||
 	    folio_order((struct folio *)head) != HPAGE_PMD_ORDER)
 		return false;
 	for (unsigned long j = 1; j < HPAGE_PMD_NR; j++) {
-		if (hetmem_radix_lookup(&mm->devtab, vpn + j) !=
-		    e + ((uint64_t)j << HETMEM_DEVTAB_PFN_SHIFT))
+		if (devtab_get(mm, &c, vpn + j) != e + ((uint64_t)j << HETMEM_DEVTAB_PFN_SHIFT))
 			return false;
 	}
 	return true;
@@ -184,13 +218,14 @@ static bool mig_folio_whole(struct mm_struct *mm, unsigned long vpn,
 /* Mark [vpn, vpn + nr) MIGRATING, keeping each entry's write bit. */
 static void mig_mark_run(struct mm_struct *mm, unsigned long vpn, unsigned long nr)
 {
-	for (unsigned long j = 0; j < nr; j++) {
-		uint64_t e = hetmem_radix_lookup(&mm->devtab, vpn + j);
+	struct devtab_cursor c = { 0 };
 
-		/* Replacing an entry allocates nothing, so it cannot fail. */
-		(void)hetmem_radix_store(&mm->devtab, vpn + j,
-					 hetmem_devtab_entry(0, HETMEM_DEVTAB_MIGRATING |
-							     (e & HETMEM_DEVTAB_WRITE)));
+	for (unsigned long j = 0; j < nr; j++) {
+		uint64_t *slot = devtab_slot(mm, &c, vpn + j);
+
+		/* Every entry exists (the caller saw it): replaced in place. */
+		*slot = hetmem_devtab_entry(0, HETMEM_DEVTAB_MIGRATING |
+					    (*slot & HETMEM_DEVTAB_WRITE));
 	}
 }
 
@@ -814,11 +849,12 @@ static bool mig_mapped_huge(unsigned long addr)
 static bool mig_window_migrating(struct mm_struct *mm, unsigned long addr)
 {
 	unsigned long vpn = addr >> HETMEM_PAGE_SHIFT;
+	struct devtab_cursor c = { 0 };
 	bool all = true;
 
 	hetmem_mutex_lock(&mm->dev_lock);
 	for (unsigned long j = 0; j < HPAGE_PMD_NR && all; j++)
-		all = hetmem_devtab_type(hetmem_radix_lookup(&mm->devtab, vpn + j)) ==
+		all = hetmem_devtab_type(devtab_get(mm, &c, vpn + j)) ==
 		      HETMEM_DEVTAB_MIGRATING;
 	hetmem_mutex_unlock(&mm->dev_lock);
 	return all;
@@ -832,13 +868,34 @@ static bool mig_window_migrating(struct mm_struct *mm, unsigned long addr)
 static void mig_folio_left(struct mm_struct *mm, unsigned long addr,
 			   struct page *head, unsigned long from, unsigned long to)
 {
-	for (unsigned long j = from; j < to; j++) {
-		if (!mig_set_entry(mm, addr + (j << HETMEM_PAGE_SHIFT), 0))
+	unsigned long vpn = addr >> HETMEM_PAGE_SHIFT, j, n = 0;
+	uint64_t left[HPAGE_PMD_NR / 64] = { 0 };
+	struct devtab_cursor c = { 0 };
+
+	hetmem_mutex_lock(&mm->dev_lock);
+	for (j = from; j < to; j++) {
+		if (hetmem_devtab_type(devtab_get(mm, &c, vpn + j)) ==
+		    HETMEM_DEVTAB_MIGRATING)
+			left[j / 64] |= 1ULL << (j % 64);
+		else
+			n++;
+	}
+	if (!n && to > from)	/* the usual case: one erasure */
+		hetmem_radix_erase_range(&mm->devtab, vpn + from, vpn + to - 1);
+	for (j = from; n && j < to; j++) {
+		if (left[j / 64] & (1ULL << (j % 64)))
+			hetmem_radix_erase_range(&mm->devtab, vpn + j, vpn + j);
+	}
+	hetmem_mutex_unlock(&mm->dev_lock);
+	n = 0;
+	for (j = from; j < to; j++) {
+		if (!(left[j / 64] & (1ULL << (j % 64))))
 			continue;
 		page_set_map(head + j, NULL, 0);
 		put_page(head + j);	/* the mapping's reference */
-		hetmem_devmem_count(migrated_to_ram, 1);
+		n++;
 	}
+	hetmem_devmem_count(migrated_to_ram, n);
 }
 
 /* Are dst[i + k] and dst[i + k - 1] consecutive staging pages? */
@@ -1016,6 +1073,35 @@ static void mig_commit_to_device(struct migrate_vma *args, struct hetmem_migrate
 	hetmem_devmem_count(migrated_to_device, 1);
 }
 
+/*
+ * A compound entry went to device folio @dhead: its 512 entries name the
+ * subpages (one mapping reference each), in one hold of the table lock.
+ */
+static void mig_commit_folio(struct migrate_vma *args, struct hetmem_migrate *mig,
+			     unsigned long i, struct page *dhead)
+{
+	struct mm_struct *mm = mig->mm;
+	unsigned long addr = mig_addr(args, i), vpn = addr >> HETMEM_PAGE_SHIFT;
+	unsigned long pfn = page_to_pfn(dhead), j, n = 0;
+	uint64_t flags = HETMEM_DEVTAB_DEVICE | (mig->vma_write ? HETMEM_DEVTAB_WRITE : 0);
+
+	struct devtab_cursor c = { 0 };
+	uint64_t *slot;
+
+	hetmem_mutex_lock(&mm->dev_lock);
+	for (j = 0; j < HPAGE_PMD_NR; j++) {
+		slot = devtab_slot(mm, &c, vpn + j);
+		if (!slot || hetmem_devtab_type(*slot) != HETMEM_DEVTAB_MIGRATING)
+			continue;	/* unmapped meanwhile */
+		get_page(dhead + j);	/* the mapping's reference */
+		page_set_map(dhead + j, mm, addr + (j << HETMEM_PAGE_SHIFT));
+		*slot = hetmem_devtab_entry(pfn + j, flags);
+		n++;
+	}
+	hetmem_mutex_unlock(&mm->dev_lock);
+	hetmem_devmem_count(migrated_to_device, n);
+}
+
 /* A device page that did not leave: its entry names it again. */
 static void mig_restore_device(struct migrate_vma *args, unsigned long i,
 			       struct hetmem_migrate *mig, struct page *dpage)
@@ -1112,9 +1198,12 @@ static void mig_finalize_compound(struct migrate_vma *args, struct hetmem_migrat
 		mig_unwind_huge(args, mig, i);
 		return;
 	}
+	if (whole && is_device_private_page(migrate_pfn_to_page(dst[0]))) {
+		mig_commit_folio(args, mig, i, migrate_pfn_to_page(dst[0]));
+		return;
+	}
 	for (unsigned long j = 0; j < HPAGE_PMD_NR; j++) {
-		d = whole ? pfn_to_page(page_to_pfn(migrate_pfn_to_page(dst[0])) + j) :
-			    migrate_pfn_to_page(dst[j]);
+		d = whole ? NULL : migrate_pfn_to_page(dst[j]);
 		if (d && is_device_private_page(d))
 			mig_commit_to_device(args, mig, i + j, d);
 		else

@@ -408,7 +408,7 @@ static struct page *alloc_large(bool empty)
 		slot_claim((unsigned long)blk, i, false);
 	head = slot_page((unsigned long)blk, 0);
 	for (i = 1; i < BLOCK_PAGES; i++) {
-		__atomic_fetch_or(&head[i].flags, HETMEM_PGF_TAIL, __ATOMIC_RELAXED);
+		__atomic_fetch_or(&head[i].flags, HETMEM_PGF_TAIL_BITS(i), __ATOMIC_RELAXED);
 		__atomic_store_n(&head[i]._refcount, 0, __ATOMIC_RELAXED);
 	}
 	__atomic_fetch_or(&head->flags, HPAGE_PMD_ORDER << HETMEM_PGF_ORDER_SHIFT,
@@ -745,7 +745,8 @@ void hetmem_staging_free(struct page *page)
 		pmd = filled && block_pmd_mapped(blk);
 	}
 	for (i = 1; i < nr; i++)
-		__atomic_fetch_and(&page[i].flags, ~HETMEM_PGF_TAIL, __ATOMIC_RELAXED);
+		__atomic_fetch_and(&page[i].flags, ~(HETMEM_PGF_TAIL | HETMEM_PGF_TAIL_MASK),
+				   __ATOMIC_RELAXED);
 	__atomic_fetch_and(&page->flags, ~HETMEM_PGF_ORDER_MASK, __ATOMIC_RELAXED);
 	hetmem_mutex_lock(&st_lock);
 	for (i = idx % BLOCK_PAGES; i < idx % BLOCK_PAGES + nr; i++)

@@ -58,6 +58,10 @@ struct folio {
 #define HETMEM_PGF_DEVICE	0x4u	/* a device page */
 #define HETMEM_PGF_STAGING	0x8u	/* a staging system page */
 #define HETMEM_PGF_TAIL		0x10u	/* tail of a large page */
+/* A tail's distance from its head, so that page_folio() is one step. */
+#define HETMEM_PGF_TAIL_SHIFT	16
+#define HETMEM_PGF_TAIL_MASK	0x1ff0000u
+#define HETMEM_PGF_TAIL_BITS(n)	(HETMEM_PGF_TAIL | ((uint32_t)(n) << HETMEM_PGF_TAIL_SHIFT))
 #define HETMEM_PGF_ORDER_SHIFT	8
 #define HETMEM_PGF_ORDER_MASK	0xff00u
 
@@ -82,8 +86,10 @@ HETMEM_API void unlock_page(struct page *page);
  */
 static inline struct folio *page_folio(struct page *page)
 {
-	while (__atomic_load_n(&page->flags, __ATOMIC_RELAXED) & HETMEM_PGF_TAIL)
-		page--;
+	uint32_t flags = __atomic_load_n(&page->flags, __ATOMIC_RELAXED);
+
+	if (flags & HETMEM_PGF_TAIL)
+		page -= (flags & HETMEM_PGF_TAIL_MASK) >> HETMEM_PGF_TAIL_SHIFT;
 	return (struct folio *)page;
 }
 
