@@ -66,6 +66,44 @@ struct hetmem_devmem_stats hetmem_devmem_counters;
 
 static hetmem_spinlock_t registry_lock = HETMEM_SPINLOCK_INIT(hetmem_pagemap_registry);
 static struct hetmem_pagemap *registry[MAX_PAGEMAPS];
+
+/*
+ * What pfn_to_page() needs of each registry slot, readable without the
+ * lock: a sequence count, odd while the slot changes (a seqlock; every
+ * field is accessed atomically). Frame numbers are never handed out
+ * twice, so a reader that raced with a removal can only name frames of
+ * the pagemap being removed, which its caller must not use anyway.
+ */
+static struct {
+	uint32_t seq;
+	unsigned long first, npages;
+	struct page *pages;
+} frames[MAX_PAGEMAPS];
+
+/* Publish slot @i's frames (or none); registry_lock held. */
+static void frames_set(int i, const struct hetmem_pagemap *hp)
+{
+	__atomic_fetch_add(&frames[i].seq, 1, __ATOMIC_ACQ_REL);
+	__atomic_store_n(&frames[i].first, hp ? hp->pfn_first : 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&frames[i].npages, hp ? hp->npages : 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&frames[i].pages, hp ? hp->pages : NULL, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&frames[i].seq, 1, __ATOMIC_RELEASE);
+}
+
+/* The descriptor of @pfn in slot @i, or NULL; false if the slot changed. */
+static bool frames_get(int i, unsigned long pfn, struct page **page)
+{
+	uint32_t seq = __atomic_load_n(&frames[i].seq, __ATOMIC_ACQUIRE);
+	unsigned long first = __atomic_load_n(&frames[i].first, __ATOMIC_RELAXED);
+	unsigned long n = __atomic_load_n(&frames[i].npages, __ATOMIC_RELAXED);
+	struct page *pages = __atomic_load_n(&frames[i].pages, __ATOMIC_RELAXED);
+
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	if ((seq & 1) || __atomic_load_n(&frames[i].seq, __ATOMIC_RELAXED) != seq)
+		return false;
+	*page = pages && pfn >= first && pfn - first < n ? &pages[pfn - first] : NULL;
+	return true;
+}
 static unsigned long next_pfn = HETMEM_DEVICE_PFN_BASE;
 
 static void *err_ptr(int err)
@@ -108,6 +146,7 @@ static int registry_add(struct hetmem_pagemap *hp)
 				~(PFN_ALIGN_PAGES - 1);
 		next_pfn = hp->pfn_first + hp->npages;
 		registry[i] = hp;
+		frames_set(i, hp);
 		ret = 0;
 		break;
 	}
@@ -121,8 +160,10 @@ static void registry_del(struct hetmem_pagemap *hp)
 
 	hetmem_spin_lock(&registry_lock);
 	for (i = 0; i < MAX_PAGEMAPS; i++)
-		if (registry[i] == hp)
+		if (registry[i] == hp) {
 			registry[i] = NULL;
+			frames_set(i, NULL);
+		}
 	hetmem_spin_unlock(&registry_lock);
 }
 
@@ -141,20 +182,14 @@ static bool registry_has(const struct hetmem_pagemap *hp)
 struct page *hetmem_device_pfn_to_page(unsigned long pfn)
 {
 	struct page *page = NULL;
-	struct hetmem_pagemap *hp;
 	int i;
 
 	if (pfn < HETMEM_DEVICE_PFN_BASE)
 		return NULL;
-	hetmem_spin_lock(&registry_lock);
-	for (i = 0; i < MAX_PAGEMAPS; i++) {
-		hp = registry[i];
-		if (hp && pfn >= hp->pfn_first && pfn - hp->pfn_first < hp->npages) {
-			page = &hp->pages[pfn - hp->pfn_first];
-			break;
-		}
+	for (i = 0; i < MAX_PAGEMAPS && !page; i++) {
+		while (!frames_get(i, pfn, &page))
+			;
 	}
-	hetmem_spin_unlock(&registry_lock);
 	return page;
 }
 

@@ -492,6 +492,13 @@ int hetmem_mm_watch_missing(struct mm_struct *mm, unsigned long start,
 
 	if (!mon)
 		return -EOPNOTSUPP;
+	/* Watched already (the usual case): no need to ask for the mapping. */
+	hetmem_mutex_lock(&mon->reg_lock);
+	if (start < end && seg_covered(mon, start, end, mode)) {
+		hetmem_mutex_unlock(&mon->reg_lock);
+		return 0;
+	}
+	hetmem_mutex_unlock(&mon->reg_lock);
 	if (hetmem_vma_find(mm, start, &vma) || vma.start > start)
 		return -EFAULT;
 	s = s < vma.start ? vma.start : s;

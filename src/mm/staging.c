@@ -206,9 +206,12 @@ static void slots_discard(unsigned long blk, unsigned int slot, unsigned int nr)
 
 	madvise((void *)slot_addr(blk, slot), (size_t)nr * HETMEM_PAGE_SIZE,
 		MADV_DONTNEED);
-	for (i = 0; i < nr; i++)
-		__atomic_fetch_and(&slot_page(blk, slot + i)->flags,
-				   ~HETMEM_PGF_FILLED, __ATOMIC_RELAXED);
+	for (i = 0; i < nr; i++) {
+		/* Most slots are empty: a locked operation only where needed. */
+		if (slot_filled(blk, slot + i))
+			__atomic_fetch_and(&slot_page(blk, slot + i)->flags,
+					   ~HETMEM_PGF_FILLED, __ATOMIC_RELAXED);
+	}
 }
 
 static bool block_filled(unsigned long blk)

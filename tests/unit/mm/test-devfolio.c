@@ -103,7 +103,8 @@ static void drv_copy_back(struct migrate_vma *a, bool whole)
 static vm_fault_t drv_migrate_to_ram(struct vm_fault *vmf)
 {
 	static unsigned long fsrc[NR], fdst[NR];	/* the monitor is one thread */
-	bool folio = folio_order(page_folio(vmf->page)) && fault_whole;
+	bool folio = folio_order(page_folio(vmf->page)) &&
+		     __atomic_load_n(&fault_whole, __ATOMIC_ACQUIRE);
 	struct migrate_vma a = {
 		.vma = vmf->vma, .start = vmf->address, .end = vmf->address + PG,
 		.src = fsrc, .dst = fdst, .pgmap_owner = &pgmap,
@@ -277,7 +278,7 @@ FIXTURE_SETUP(devfolio)
 	memset(&pgmap, 0, sizeof(pgmap));
 	next_folio = next_base = 0;
 	frees = faults = 0;
-	fault_whole = true;
+	__atomic_store_n(&fault_whole, true, __ATOMIC_RELEASE);
 	pgmap.type = MEMORY_DEVICE_PRIVATE;
 	pgmap.ops = &drv_ops;
 	pgmap.owner = &pgmap;
@@ -424,7 +425,7 @@ TEST_F(devfolio, touch_brings_the_folio_back)
 TEST_F(devfolio, touch_one_page_of_the_folio)
 {
 	thp_to_folio(self->p);
-	fault_whole = false;
+	__atomic_store_n(&fault_whole, false, __ATOMIC_RELEASE);
 	EXPECT_TRUE(check(self->p + PG, PG, 3 + PG * 7 + 1));
 	EXPECT_EQ(nfaults(), 1);
 	EXPECT_EQ(device_used(), NR);	/* the folio lives while a page is mapped */
