@@ -50,8 +50,8 @@
  * - thp.to_dev_gbps_<N>pmd_{huge,nohuge}, thp.to_sys_gbps_...: the kernel
  *   hmm benchmark's table, buffers of 1/4 to 128 PMDs migrated in one
  *   call, with MADV_HUGEPAGE and with MADV_NOHUGEPAGE, a freshly
- *   populated buffer for every iteration (a THP that went to the device
- *   comes back as base pages); -d < 2: up to 8 PMDs.
+ *   populated buffer for every iteration (so that every cell starts from
+ *   the same state); -d < 2: up to 8 PMDs.
  * - dmirror.to_dev_gbps_{64k,2m}, dmirror.to_sys_gbps_{...}: the
  *   reference device's MIGRATE_TO_DEV (which also copies the data out to
  *   cmd->ptr) and MIGRATE_TO_SYS commands in chunks, single-sided.

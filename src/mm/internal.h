@@ -142,6 +142,17 @@ int hetmem_mm_sync_events(struct mm_struct *mm, int64_t deadline);
 /* True on the monitor thread (callbacks run there). */
 bool hetmem_mm_in_monitor(void);
 
+struct vm_area_struct;
+
+/* Nonzero and unchanged while this thread keeps holding an mmap lock. */
+unsigned long hetmem_mmap_hold_epoch(void);
+
+/*
+ * The mapping behind @vma if it is a snapshot that vma_lookup() or
+ * find_vma() gave this thread under the mmap lock hold it still has.
+ */
+bool hetmem_vma_fresh(const struct vm_area_struct *vma, struct hetmem_vma *out);
+
 /* The covering-or-next mapping at or above @addr; -ENOENT when none. */
 int hetmem_vma_find(struct mm_struct *mm, unsigned long addr,
 		    struct hetmem_vma *vma);

@@ -27,8 +27,7 @@
  *    reading as zeros.
  *  - The page is moved out with UFFDIO_MOVE into hetmem's staging area
  *    (staging.c), at the same offset in a 2 MiB block, so one ioctl moves
- *    a whole run (staging pages are base pages, so a transparent huge
- *    page is split on the way and comes back as 4 KiB pages). The
+ *    a whole run (see DOC: Huge pages for transparent huge pages). The
  *    move is atomic for the CPU: a write lands before it, or faults after
  *    it and waits. It allocates nothing, copies nothing, and raises no
  *    address-space event (the staging area is registered on a second
@@ -65,6 +64,33 @@
  * device page back first, never sees a migration half done. Calls on the
  * monitor thread (from migrate_to_ram) skip it: they only bring pages
  * back, which is what fork wants, and fork waits for the monitor.
+ */
+
+/**
+ * DOC: Huge pages
+ *
+ * With MIGRATE_VMA_SELECT_COMPOUND, a PMD-aligned 2 MiB window of the
+ * range that is one PMD-mapped transparent huge page (by the page-map
+ * snapshot), one hole, or one device folio mapped whole and in order is
+ * collected as one MIGRATE_PFN_COMPOUND entry followed by 511 zero
+ * placeholders, as the kernel does. A huge page moves out as one PMD into
+ * a huge staging block (staging.c); a staging folio a driver filled moves
+ * back as one PMD, and a destination that reads as a huge page afterwards
+ * proves the staging block's PMD empty again.
+ *
+ * A device folio is mapped page by page: each of its 512 entries holds one
+ * reference to the folio and each subpage records its own address, so
+ * partial munmap, mremap and faults work on it as on base pages. Entries
+ * of a compound window are read and written through the leaf of the table
+ * that spans exactly that window. Whatever cannot stay whole goes page by
+ * page: a compound source served by per-page destinations, a window part
+ * of which was unmapped meanwhile, a folio that fork or eviction finds
+ * partly mapped. A page that goes back from a huge staging folio without
+ * its neighbours is copied (UFFDIO_COPY), not moved, so that nothing ever
+ * moves a single page out of a huge page (see DOC: The staging area).
+ * Subpages of one folio collected as separate entries share its lock: the
+ * first entry locks it (MF_LOCKED) and unlocks it after every entry is
+ * final.
  */
 
 enum mig_kind {
@@ -135,8 +161,10 @@ static bool mig_private_anon(struct mm_struct *mm, struct migrate_vma *args,
 {
 	struct hetmem_vma now;
 
-	if (hetmem_vma_find(mm, args->start, &now) || now.start > args->start ||
-	    now.end < args->end)
+	/* The driver's snapshot under the mmap lock it still holds, or now. */
+	if ((!hetmem_vma_fresh(args->vma, &now) &&
+	     hetmem_vma_find(mm, args->start, &now)) ||
+	    now.start > args->start || now.end < args->end)
 		return false;
 	mig->vma_write = now.flags & HETMEM_VMA_WRITE;
 	return !(now.flags & (HETMEM_VMA_SHARED | HETMEM_VMA_FILE |

@@ -253,9 +253,29 @@ HETMEM_API void mmdrop(struct mm_struct *mm)
  * a notifier removal by a caller that also takes it for writing.
  * Return: nothing.
  */
+/*
+ * This thread's holds of mmap locks: how many it has, and a count that
+ * changes whenever it takes or drops one, so that a mapping snapshot can
+ * tell whether the hold it was taken under is still the current one.
+ */
+static __thread unsigned int mmap_depth;
+static __thread unsigned long mmap_epoch;
+
+static void mmap_hold(int delta)
+{
+	mmap_depth += delta;
+	mmap_epoch++;
+}
+
+unsigned long hetmem_mmap_hold_epoch(void)
+{
+	return mmap_depth ? mmap_epoch : 0;
+}
+
 HETMEM_API void mmap_read_lock(struct mm_struct *mm)
 {
 	hetmem_down_read(&mm->mmap_lock);
+	mmap_hold(1);
 }
 
 /**
@@ -267,7 +287,10 @@ HETMEM_API void mmap_read_lock(struct mm_struct *mm)
  */
 HETMEM_API bool mmap_read_trylock(struct mm_struct *mm)
 {
-	return hetmem_down_read_trylock(&mm->mmap_lock);
+	if (!hetmem_down_read_trylock(&mm->mmap_lock))
+		return false;
+	mmap_hold(1);
+	return true;
 }
 
 /**
@@ -279,6 +302,7 @@ HETMEM_API bool mmap_read_trylock(struct mm_struct *mm)
  */
 HETMEM_API void mmap_read_unlock(struct mm_struct *mm)
 {
+	mmap_hold(-1);
 	hetmem_up_read(&mm->mmap_lock);
 }
 
@@ -294,6 +318,7 @@ HETMEM_API void mmap_read_unlock(struct mm_struct *mm)
 HETMEM_API void mmap_write_lock(struct mm_struct *mm)
 {
 	hetmem_down_write(&mm->mmap_lock);
+	mmap_hold(1);
 }
 
 /**
@@ -305,6 +330,7 @@ HETMEM_API void mmap_write_lock(struct mm_struct *mm)
  */
 HETMEM_API void mmap_write_unlock(struct mm_struct *mm)
 {
+	mmap_hold(-1);
 	hetmem_up_write(&mm->mmap_lock);
 }
 

@@ -17,10 +17,20 @@
  * same thread. Shared anonymous memory reads as file-backed, because in
  * the kernel it is shmem; the file pointer is a sentinel that only says
  * "some file".
+ *
+ * A copy remembers the mmap lock hold it was taken under. Migration, which
+ * must know that a range is private anonymous memory, trusts the copy a
+ * driver passes in args->vma while that thread still holds the same lock
+ * (as the kernel trusts its vma under the mmap lock) and asks the kernel
+ * again otherwise. The application's own mmap() does not take the lock,
+ * so neither answer is more than a snapshot; what keeps migration safe
+ * when a mapping changes under it is described in src/mm/migrate.c.
  */
 
 static const char vma_some_file;
 static __thread struct vm_area_struct vma_ring[HETMEM_VMA_RING];
+static __thread struct hetmem_vma vma_ring_raw[HETMEM_VMA_RING];
+static __thread unsigned long vma_ring_epoch[HETMEM_VMA_RING];
 static __thread unsigned int vma_ring_next;
 
 void hetmem_vma_to_area(struct mm_struct *mm, const struct hetmem_vma *vma,
@@ -55,12 +65,30 @@ static struct vm_area_struct *vma_snapshot(struct mm_struct *mm,
 {
 	struct vm_area_struct *out;
 	struct hetmem_vma vma;
+	unsigned int i;
 
 	if (!mm || !hetmem_mm_is_current(mm) || hetmem_vma_find(mm, addr, &vma))
 		return NULL;
-	out = &vma_ring[vma_ring_next++ % HETMEM_VMA_RING];
+	i = vma_ring_next++ % HETMEM_VMA_RING;
+	out = &vma_ring[i];
 	hetmem_vma_to_area(mm, &vma, out);
+	vma_ring_raw[i] = vma;
+	vma_ring_epoch[i] = hetmem_mmap_hold_epoch();
 	return out;
+}
+
+bool hetmem_vma_fresh(const struct vm_area_struct *vma, struct hetmem_vma *out)
+{
+	uintptr_t p = (uintptr_t)vma, base = (uintptr_t)vma_ring;
+	unsigned int i;
+
+	if (p < base || p >= base + sizeof(vma_ring))
+		return false;
+	i = (unsigned int)((p - base) / sizeof(vma_ring[0]));
+	if (!vma_ring_epoch[i] || vma_ring_epoch[i] != hetmem_mmap_hold_epoch())
+		return false;
+	*out = vma_ring_raw[i];
+	return true;
 }
 
 /**

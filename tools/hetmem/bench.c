@@ -18,7 +18,7 @@ static void bench_cmd_usage(FILE *out)
 	const struct hetmem_bench_suite *s;
 
 	fprintf(out,
-		"usage: hetmem bench SUITE [-d SECONDS]\n"
+		"usage: hetmem bench SUITE [-d SECONDS] [-m NAME]\n"
 		"       hetmem bench list\n"
 		"suites:\n");
 	for (s = hetmem_bench_suites; s->name; s++)

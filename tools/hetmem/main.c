@@ -50,7 +50,7 @@ void tool_usage(FILE *out)
 		"                            then every hetmem or kernel dma-buf visible in\n"
 		"                            /proc; --demo creates two buffers and a mirror\n"
 		"                            first\n"
-		"  bench SUITE [-d SECONDS]  measure a suite against the raw primitives\n"
+		"  bench SUITE [-d SECONDS] [-m NAME]  measure a suite against the raw primitives\n"
 		"                            (default 1 s); prints key: value lines\n"
 		"  bench list                list the benchmark suites\n"
 		"\n"
