@@ -80,9 +80,11 @@
  * memory; it is set whenever a slot is handed out (whoever has it may
  * write it) and cleared when its memory is moved out or discarded. A
  * block whose last slot is freed keeps its memory if it is the only such
- * cached block (STAGING_CACHE_BLOCKS), and is otherwise emptied with
- * MADV_DONTNEED, which is the one system call made under the allocator
- * lock.
+ * cached block (STAGING_CACHE_BLOCKS, HUGE_CACHE_BLOCKS for the huge
+ * part), and is otherwise emptied with MADV_DONTNEED, or for a huge block
+ * that may hold a page table mapped afresh over itself: the only system
+ * calls made under the allocator lock. Whether a huge block holds one
+ * PMD-mapped page is read (one page-map snapshot) before the lock.
  *
  * A forked child inherits the parent's arena, but not its registration
  * (the staging userfaultfd has no fork event): the child forgets the
