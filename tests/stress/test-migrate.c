@@ -13,10 +13,15 @@
  * end every counter must equal the writer's count.
  *
  *  - one_device: all migrations on device 0;
- *  - two_devices: the migrator alternates between devices 0 and 1.
+ *  - two_devices: the migrator alternates between devices 0 and 1;
+ *  - huge_pages: one device, the buffer 2 MiB aligned with MADV_HUGEPAGE,
+ *    and half of the chunks whole aligned 2 MiB windows, so that huge
+ *    pages move as one PMD to device folios and back (whole on a fault
+ *    too) while the writer and the reader run.
  *
- * Runs until both MIN_MIGRATIONS migrations and harness_duration_s() are
- * reached; HARD_CAP_MS fails the case.
+ * Runs until both MIN_MIGRATIONS migrations (a quarter of them for
+ * huge_pages) and harness_duration_s() are reached; HARD_CAP_MS fails the
+ * case.
  */
 #include <pthread.h>
 #include <sched.h>
@@ -49,7 +54,8 @@ struct slot {
 struct run {
 	struct dmirror *m[2];
 	int ndev;
-	char *buf;
+	bool huge;
+	char *buf, *raw;
 	uint64_t expected[NPAGES];	/* the writer's */
 	int stop;
 	int failed;
@@ -162,6 +168,10 @@ static void *migrator_body(void *arg)
 		m = r->m[dev];
 		n = sizes[harness_rand(&rnd) % 3];
 		start = harness_rand(&rnd) % (NPAGES - n + 1);
+		if (r->huge && (harness_rand(&rnd) & 1)) {
+			n = HPAGE_PMD_NR;	/* a whole window: one compound entry */
+			start = (harness_rand(&rnd) % (NPAGES / n)) * n;
+		}
 		cmd = (struct hmm_dmirror_cmd){
 			.addr = (uintptr_t)(r->buf + start * PG),
 			.ptr = (uintptr_t)out, .npages = n,
@@ -238,8 +248,25 @@ static void log_wchan(pid_t tid)
 	TH_LOG("thread %d sleeps in '%s'", (int)tid, buf);
 }
 
-static void run(int ndev)
+/* The buffer, 2 MiB aligned inside r->raw (NPAGES pages + 2 MiB). */
+static char *map_buf(struct run *r)
 {
+	size_t len = NPAGES * PG + HETMEM_PMD_SIZE;
+
+	r->raw = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (r->raw == MAP_FAILED)
+		return MAP_FAILED;
+	r->buf = (char *)(((uintptr_t)r->raw + HETMEM_PMD_SIZE - 1) &
+			  ~(HETMEM_PMD_SIZE - 1));
+	madvise(r->buf, NPAGES * PG, r->huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+	return r->buf;
+}
+
+static void run(int ndev, bool huge)
+{
+	/* Half of the huge case's migrations copy 2 MiB each way. */
+	unsigned long min_migrations = huge ? MIN_MIGRATIONS / 4 : MIN_MIGRATIONS;
 	struct run *r = calloc(1, sizeof(*r));
 	pthread_t tw, tr, tm;
 	int64_t start, floor_ms, now;
@@ -249,16 +276,14 @@ static void run(int ndev)
 
 	ASSERT_NONNULL(r);
 	r->ndev = ndev;
+	r->huge = huge;
 	for (i = 0; i < ndev; i++) {
 		ret = hetmem_dmirror_open((unsigned int)i, &r->m[i]);
 		if (ret == -EOPNOTSUPP)
 			SKIP(goto out, "no usable userfaultfd in this process");
 		ASSERT_EQ(ret, 0);
 	}
-	r->buf = mmap(NULL, NPAGES * PG, PROT_READ | PROT_WRITE,
-		      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	ASSERT_NE(r->buf, MAP_FAILED);
-	madvise(r->buf, NPAGES * PG, MADV_NOHUGEPAGE);
+	ASSERT_NE(map_buf(r), MAP_FAILED);
 	for (pg = 0; pg < NPAGES; pg++) {
 		slot(r, pg)->count = 0;
 		slot(r, pg)->index = pg;
@@ -274,7 +299,7 @@ static void run(int ndev)
 		now = harness_now_ms() - start;
 		if (stopping(r))
 			break;
-		if (__atomic_load_n(&r->migrations, __ATOMIC_RELAXED) >= MIN_MIGRATIONS &&
+		if (__atomic_load_n(&r->migrations, __ATOMIC_RELAXED) >= min_migrations &&
 		    now >= floor_ms)
 			break;
 		if (now > HARD_CAP_MS)
@@ -305,7 +330,7 @@ static void run(int ndev)
 	if (r->failed)
 		TH_LOG("%s", r->why);
 	EXPECT_FALSE(r->failed);
-	EXPECT_GE(r->migrations, MIN_MIGRATIONS);
+	EXPECT_GE(r->migrations, min_migrations);
 	EXPECT_GT(r->to_dev_ok, 0);
 
 	/* Everything back to system memory; no write lost, no page misplaced. */
@@ -330,7 +355,7 @@ static void run(int ndev)
 		hetmem_devmem_get_stats(&st);
 		EXPECT_EQ(st.device_pages_used, 0);
 	}
-	munmap(r->buf, NPAGES * PG);
+	munmap(r->raw, NPAGES * PG + HETMEM_PMD_SIZE);
 out:
 	for (i = 0; i < ndev; i++)
 		hetmem_dmirror_close(r->m[i]);
@@ -355,10 +380,17 @@ FIXTURE_TEARDOWN(st)
 
 TEST_F_TIMEOUT(st, one_device, 90)
 {
-	run(1);
+	run(1, false);
 }
 
 TEST_F_TIMEOUT(st, two_devices, 90)
 {
-	run(2);
+	run(2, false);
+}
+
+TEST_F_TIMEOUT(st, huge_pages, 90)
+{
+	if (!harness_thp_enabled())
+		SKIP(return, "transparent huge pages are disabled");
+	run(1, true);
 }
