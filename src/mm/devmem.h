@@ -212,7 +212,11 @@ int hetmem_exclusive_restore(struct mm_struct *mm, unsigned long addr,
  */
 long hetmem_migrate_move_out(unsigned long addr, unsigned long n,
 			     struct page **pages, bool *moved);
-/* Move a staging run back into the application; returns pages installed. */
+/*
+ * Move a staging run back into the application; returns pages installed.
+ * Part of a huge staging folio is copied instead; a whole one that moved
+ * tells the staging area whether its PMD went along.
+ */
 unsigned long hetmem_migrate_install(struct mm_struct *mm, unsigned long addr,
 				     struct page *page, unsigned long nr,
 				     bool on_monitor);

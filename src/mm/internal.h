@@ -164,6 +164,9 @@ int hetmem_vma_find(struct mm_struct *mm, unsigned long addr,
 int hetmem_pagemap_snapshot(struct mm_struct *mm, unsigned long start,
 			    unsigned long end, uint16_t *cats);
 
+/* Is the page at @addr part of a PMD-mapped huge page now? */
+bool hetmem_page_mapped_huge(unsigned long addr);
+
 /* Feature probes shared by hetmem_mm_probe() and the walkers. */
 bool hetmem_have_pagemap_scan(void);
 bool hetmem_have_procmap_query(void);

@@ -801,9 +801,9 @@ unsigned long hetmem_migrate_install(struct mm_struct *mm, unsigned long addr,
 	unsigned long src = (unsigned long)page_address(page);
 	unsigned long len = nr << HETMEM_PAGE_SHIFT, off = 0, step;
 	int64_t deadline = hetmem_ktime_get() + 1000LL * 1000 * 1000;
+	bool huge = hetmem_staging_is_huge(page);
 	/* Part of a huge staging page is copied: moving it would split it. */
-	bool copy = hetmem_staging_is_huge(page) &&
-		    (nr != HPAGE_PMD_NR || (addr & (HETMEM_PMD_SIZE - 1)));
+	bool copy = huge && (nr != HPAGE_PMD_NR || (addr & (HETMEM_PMD_SIZE - 1)));
 	int r;
 
 	while (off < len) {
@@ -821,6 +821,9 @@ unsigned long hetmem_migrate_install(struct mm_struct *mm, unsigned long addr,
 			 hetmem_mm_sync_events(mm, deadline))
 			break;
 	}
+	/* A whole huge folio moved: did it take the PMD (no table left)? */
+	if (huge && !copy && off == len)
+		hetmem_staging_installed_whole(page, hetmem_page_mapped_huge(addr));
 	return off >> HETMEM_PAGE_SHIFT;
 }
 
@@ -864,15 +867,6 @@ static bool mig_dst_device(unsigned long dst)
 	return page && is_device_private_page(page);
 }
 
-/* Is the page at @addr part of a PMD-mapped huge page now? */
-static bool mig_mapped_huge(unsigned long addr)
-{
-	uint16_t cat = 0;
-
-	return !hetmem_pagemap_snapshot(NULL, addr, addr + HETMEM_PAGE_SIZE, &cat) &&
-	       (cat & HETMEM_PG_HUGE);
-}
-
 /* Are the 512 entries from @addr all still MIGRATING? */
 static bool mig_window_migrating(struct mm_struct *mm, unsigned long addr)
 {
@@ -899,6 +893,7 @@ static void mig_folio_left(struct mm_struct *mm, unsigned long addr,
 	unsigned long vpn = addr >> HETMEM_PAGE_SHIFT, j, n = 0;
 	uint64_t left[HPAGE_PMD_NR / 64] = { 0 };
 	struct devtab_cursor c = { 0 };
+	bool all = true;
 
 	hetmem_mutex_lock(&mm->dev_lock);
 	for (j = from; j < to; j++) {
@@ -906,16 +901,15 @@ static void mig_folio_left(struct mm_struct *mm, unsigned long addr,
 		    HETMEM_DEVTAB_MIGRATING)
 			left[j / 64] |= 1ULL << (j % 64);
 		else
-			n++;
+			all = false;
 	}
-	if (!n && to > from)	/* the usual case: one erasure */
+	if (all && to > from)	/* the usual case: one erasure */
 		hetmem_radix_erase_range(&mm->devtab, vpn + from, vpn + to - 1);
-	for (j = from; n && j < to; j++) {
+	for (j = from; !all && j < to; j++) {
 		if (left[j / 64] & (1ULL << (j % 64)))
 			hetmem_radix_erase_range(&mm->devtab, vpn + j, vpn + j);
 	}
 	hetmem_mutex_unlock(&mm->dev_lock);
-	n = 0;
 	for (j = from; j < to; j++) {
 		if (!(left[j / 64] & (1ULL << (j % 64))))
 			continue;
@@ -944,9 +938,6 @@ static void mig_pages_folio_back(struct migrate_vma *args, struct hetmem_migrate
 	if (dst[0] & MIGRATE_PFN_COMPOUND) {
 		n = hetmem_migrate_install(mig->mm, addr, migrate_pfn_to_page(dst[0]),
 					   HPAGE_PMD_NR, mig->on_monitor);
-		if (n == HPAGE_PMD_NR)
-			hetmem_staging_installed_whole(migrate_pfn_to_page(dst[0]),
-						       mig_mapped_huge(addr));
 		mig_folio_left(mig->mm, addr, head, 0, n);
 		all = n == HPAGE_PMD_NR;
 	} else {
@@ -1130,6 +1121,20 @@ static void mig_commit_folio(struct migrate_vma *args, struct hetmem_migrate *mi
 	hetmem_devmem_count(migrated_to_device, n);
 }
 
+/*
+ * Device page @page, mapped at @addr, did not leave: its MIGRATING entry
+ * names it again with @flags, or, when an event erased the entry
+ * meanwhile (munmap), the page loses the mapping's reference instead.
+ */
+static void dev_entry_restore(struct mm_struct *mm, unsigned long addr,
+			      struct page *page, uint64_t flags)
+{
+	if (mig_set_entry(mm, addr, hetmem_devtab_entry(page_to_pfn(page), flags)))
+		return;
+	page_set_map(page, NULL, 0);
+	put_page(page);		/* the mapping's reference */
+}
+
 /* A device page that did not leave: its entry names it again. */
 static void mig_restore_device(struct migrate_vma *args, unsigned long i,
 			       struct hetmem_migrate *mig, struct page *dpage)
@@ -1138,11 +1143,7 @@ static void mig_restore_device(struct migrate_vma *args, unsigned long i,
 
 	if (args->src[i] & MIGRATE_PFN_WRITE)
 		flags |= HETMEM_DEVTAB_WRITE;
-	if (!mig_set_entry(mig->mm, mig_addr(args, i),
-			   hetmem_devtab_entry(page_to_pfn(dpage), flags))) {
-		page_set_map(dpage, NULL, 0);	/* unmapped meanwhile */
-		put_page(dpage);		/* the mapping's reference */
-	}
+	dev_entry_restore(mig->mm, mig_addr(args, i), dpage, flags);
 }
 
 /*
@@ -1196,12 +1197,9 @@ static void mig_unwind_huge(struct migrate_vma *args, struct hetmem_migrate *mig
 	struct page *src = migrate_pfn_to_page(args->src[i]);
 	unsigned long addr = mig_addr(args, i), j, n = 0;
 
-	if (src && mig_window_migrating(mig->mm, addr)) {
+	if (src && mig_window_migrating(mig->mm, addr))
 		n = hetmem_migrate_install(mig->mm, addr, src, HPAGE_PMD_NR,
 					   mig->on_monitor);
-		if (n == HPAGE_PMD_NR)
-			hetmem_staging_installed_whole(src, mig_mapped_huge(addr));
-	}
 	for (j = 0; j < HPAGE_PMD_NR; j++) {
 		if (j < n)
 			mig_set_entry(mig->mm, addr + (j << HETMEM_PAGE_SHIFT), 0);
@@ -1452,8 +1450,6 @@ static bool dev_folio_back(unsigned long *src, unsigned long *dst,
 
 	if (whole && dev_folio_mapped_whole(head, mm, addr)) {
 		n = hetmem_migrate_install(mm, addr, d, HPAGE_PMD_NR, on_monitor);
-		if (n == HPAGE_PMD_NR)
-			hetmem_staging_installed_whole(d, mig_mapped_huge(addr));
 		mig_folio_left(mm, addr, head, 0, n);
 		j = n;
 	}
@@ -1597,10 +1593,8 @@ HETMEM_API void migrate_device_finalize(unsigned long *src_pfns,
 			page_set_map(spage, NULL, 0);
 			put_page(spage);	/* the mapping's reference */
 			hetmem_devmem_count(migrated_to_ram, 1);
-		} else if (mm && !mig_set_entry(mm, addr,
-						hetmem_devtab_entry(page_to_pfn(spage), flags))) {
-			page_set_map(spage, NULL, 0);	/* unmapped meanwhile */
-			put_page(spage);		/* the mapping's reference */
+		} else if (mm) {
+			dev_entry_restore(mm, addr, spage, flags);
 		}
 		kick = mm ? mm : kick;
 		unlock_put(spage);

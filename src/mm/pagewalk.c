@@ -737,6 +737,15 @@ int hetmem_pagemap_snapshot(struct mm_struct *mm, unsigned long start,
 	return snapshot_pread(start, end, cats);
 }
 
+bool hetmem_page_mapped_huge(unsigned long addr)
+{
+	uint16_t cat = 0;
+
+	addr &= HETMEM_PAGE_MASK;
+	return !hetmem_pagemap_snapshot(NULL, addr, addr + HETMEM_PAGE_SIZE, &cat) &&
+	       (cat & HETMEM_PG_HUGE);
+}
+
 bool hetmem_have_pagemap_scan(void)
 {
 	unsigned long page = (uintptr_t)&pagemap_scan_state & HETMEM_PAGE_MASK;

@@ -708,16 +708,6 @@ void hetmem_staging_moved_out(struct page *page, unsigned long nr)
 				   __ATOMIC_RELAXED);
 }
 
-/* Does huge block @blk hold one PMD-mapped huge page? */
-static bool block_pmd_mapped(unsigned long blk)
-{
-	uint16_t cat = 0;
-
-	return !hetmem_pagemap_snapshot(NULL, slot_addr(blk, 0),
-					slot_addr(blk, 1), &cat) &&
-	       (cat & HETMEM_PG_HUGE);
-}
-
 bool hetmem_staging_is_huge(const struct page *page)
 {
 	if (!staging_ready() ||
@@ -747,7 +737,7 @@ void hetmem_staging_free(struct page *page)
 
 	if (huge) {	/* system calls before the lock: the block is ours */
 		filled = block_filled(blk);
-		pmd = filled && block_pmd_mapped(blk);
+		pmd = filled && hetmem_page_mapped_huge(slot_addr(blk, 0));
 	}
 	for (i = 1; i < nr; i++)
 		__atomic_fetch_and(&page[i].flags, ~(HETMEM_PGF_TAIL | HETMEM_PGF_TAIL_MASK),

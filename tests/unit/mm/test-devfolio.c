@@ -262,6 +262,19 @@ static int wait_child(pid_t pid)
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+/*
+ * The folio went back without a CPU fault: freed, the data in place, and
+ * the range one PMD-mapped huge page again.
+ */
+static void expect_back_huge(const char *p)
+{
+	EXPECT_TRUE(harness_wait_int(&frees, 1, 2000));
+	EXPECT_EQ(device_used(), 0);
+	EXPECT_TRUE(check(p, PMD, 3));
+	EXPECT_EQ(huge_kib(p), 2048);
+	EXPECT_EQ(nfaults(), 0);
+}
+
 FIXTURE(devfolio) {
 	char *p;
 };
@@ -369,11 +382,7 @@ TEST_F(devfolio, folio_comes_back_as_a_huge_page)
 	EXPECT_TRUE(is_device_private_page(migrate_pfn_to_page(a.src[0])));
 	drv_copy_back(&a, true);
 	finish(&a);
-	EXPECT_TRUE(harness_wait_int(&frees, 1, 2000));
-	EXPECT_EQ(device_used(), 0);
-	EXPECT_TRUE(check(self->p, PMD, 3));
-	EXPECT_EQ(huge_kib(self->p), 2048);
-	EXPECT_EQ(nfaults(), 0);
+	expect_back_huge(self->p);
 }
 
 /* Without SELECT_COMPOUND every subpage is collected (they share the lock). */
@@ -475,11 +484,7 @@ TEST_F(devfolio, eviction_by_frame)
 	migrate_device_pages(spfn, dpfn, NR);
 	EXPECT_TRUE(spfn[0] & MIGRATE_PFN_MIGRATE);
 	migrate_device_finalize(spfn, dpfn, NR);
-	EXPECT_TRUE(harness_wait_int(&frees, 1, 2000));
-	EXPECT_EQ(device_used(), 0);
-	EXPECT_TRUE(check(self->p, PMD, 3));
-	EXPECT_EQ(huge_kib(self->p), 2048);
-	EXPECT_EQ(nfaults(), 0);
+	expect_back_huge(self->p);
 }
 
 TEST_F(devfolio, teardown_brings_the_folio_back)
