@@ -35,9 +35,6 @@ struct uffdio_move {
 
 /* ---- memremap.c ---- */
 
-/* Internal page flag: a staging slot that may hold memory. */
-#define HETMEM_PGF_FILLED	0x20u
-
 /* hetmem's side of a struct dev_pagemap. */
 struct hetmem_pagemap {
 	struct dev_pagemap *pgmap;
@@ -58,6 +55,12 @@ extern struct hetmem_devmem_stats hetmem_devmem_counters;
 
 /* Device page of a device frame, NULL when no pagemap holds it. */
 struct page *hetmem_device_pfn_to_page(unsigned long pfn);
+
+/*
+ * put_page() of @n pages (heads or not); the staging pages whose last
+ * reference goes are freed together. Reorders @pages.
+ */
+void hetmem_put_pages(struct page **pages, unsigned long n);
 
 /* ---- staging.c ---- */
 
@@ -110,6 +113,12 @@ void hetmem_staging_installed_whole(struct page *head, bool pmd);
 
 /* Called by put_page() when a staging page's count reaches zero. */
 void hetmem_staging_free(struct page *page);
+
+/*
+ * hetmem_staging_free() of @n pages at once, under one hold of the
+ * allocator lock; reorders @pages.
+ */
+void hetmem_staging_free_pages(struct page **pages, unsigned long n);
 
 /* Frame number (virtual page number) of a staging page descriptor. */
 unsigned long hetmem_staging_page_to_pfn(const struct page *page);

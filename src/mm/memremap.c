@@ -485,6 +485,18 @@ HETMEM_API void get_page(struct page *page)
 	HETMEM_WARN(old == 0, "get_page() on a free page");
 }
 
+/* Drop a reference to @head; true when it was the last one. */
+static bool put_ref(struct page *head)
+{
+	uint32_t old = __atomic_fetch_sub(&head->_refcount, 1, __ATOMIC_ACQ_REL);
+
+	if (HETMEM_WARN(old == 0, "put_page() on a page with no reference")) {
+		__atomic_fetch_add(&head->_refcount, 1, __ATOMIC_RELAXED);
+		return false;
+	}
+	return old == 1;
+}
+
 /**
  * put_page() - drop a reference to a page
  * @page: a device or staging page
@@ -500,18 +512,31 @@ HETMEM_API void get_page(struct page *page)
 HETMEM_API void put_page(struct page *page)
 {
 	struct page *head = head_of(page);
-	uint32_t old = __atomic_fetch_sub(&head->_refcount, 1, __ATOMIC_ACQ_REL);
 
-	if (HETMEM_WARN(old == 0, "put_page() on a page with no reference")) {
-		__atomic_fetch_add(&head->_refcount, 1, __ATOMIC_RELAXED);
-		return;
-	}
-	if (old != 1)
+	if (!put_ref(head))
 		return;
 	if (flags_of(head) & HETMEM_PGF_DEVICE)
 		device_page_release(head);
 	else
 		hetmem_staging_free(head);
+}
+
+void hetmem_put_pages(struct page **pages, unsigned long n)
+{
+	unsigned long i, nfree = 0;
+	struct page *head;
+
+	for (i = 0; i < n; i++) {
+		head = head_of(pages[i]);
+		if (!put_ref(head))
+			continue;
+		if (flags_of(head) & HETMEM_PGF_DEVICE)
+			device_page_release(head);
+		else
+			pages[nfree++] = head;
+	}
+	if (nfree)
+		hetmem_staging_free_pages(pages, nfree);
 }
 
 /**

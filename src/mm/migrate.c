@@ -1269,12 +1269,29 @@ static void unlock_put(struct page *page)
 	put_page(page);
 }
 
+#define RELEASE_BATCH 64
+
+struct put_batch {
+	struct page *pages[RELEASE_BATCH];
+	unsigned long n;
+};
+
+/* Queue a reference to drop; the staging frees of a batch share a lock hold. */
+static void batch_put(struct put_batch *b, struct page *page)
+{
+	if (b->n == RELEASE_BATCH) {
+		hetmem_put_pages(b->pages, b->n);
+		b->n = 0;
+	}
+	b->pages[b->n++] = page;
+}
+
 /*
  * Drop entry @i's hold on its pages, once every entry is final: the
  * entries of one folio share the lock that the first of them took.
  */
 static void mig_release_entry(struct migrate_vma *args, struct hetmem_migrate *mig,
-			      unsigned long i)
+			      unsigned long i, struct put_batch *b)
 {
 	struct page *src = migrate_pfn_to_page(args->src[i]);
 	struct page *dst = migrate_pfn_to_page(args->dst[i]);
@@ -1282,9 +1299,12 @@ static void mig_release_entry(struct migrate_vma *args, struct hetmem_migrate *m
 	if (src) {
 		if (mig->fl[i] & MF_LOCKED)
 			unlock_page(src);
-		put_page(src);
+		batch_put(b, src);
 	}
-	unlock_put(dst);
+	if (dst) {
+		unlock_page(dst);
+		batch_put(b, dst);
+	}
 }
 
 /**
@@ -1303,6 +1323,7 @@ static void mig_release_entry(struct migrate_vma *args, struct hetmem_migrate *m
 HETMEM_API void migrate_vma_finalize(struct migrate_vma *migrate)
 {
 	struct hetmem_migrate *mig = migrate->priv;
+	struct put_batch batch = { .n = 0 };
 	struct mm_struct *mm;
 
 	if (!mig)
@@ -1317,7 +1338,8 @@ HETMEM_API void migrate_vma_finalize(struct migrate_vma *migrate)
 			mig_finalize_one(migrate, mig, i);
 	}
 	for (unsigned long i = 0; i < migrate->npages; i++)
-		mig_release_entry(migrate, mig, i);
+		mig_release_entry(migrate, mig, i, &batch);
+	hetmem_put_pages(batch.pages, batch.n);
 	migrate->priv = NULL;
 	if (mig->fork_locked)
 		hetmem_up_read(&mm->fork_sem);

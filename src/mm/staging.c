@@ -76,9 +76,13 @@
  *
  * A slot may hold memory or not: UFFDIO_MOVE needs an empty destination,
  * while a driver that copies into a page should reuse memory rather than
- * fault in a fresh page. HETMEM_PGF_FILLED marks slots that may hold
- * memory; it is set whenever a slot is handed out (whoever has it may
- * write it) and cleared when its memory is moved out or discarded. A
+ * fault in a fresh page. A bitmap per block marks the slots that may hold
+ * memory; a bit is set whenever a slot is handed out (whoever has it may
+ * write it) or moved into, and cleared when its memory is moved out or
+ * discarded. The bits change outside the allocator lock (moves run
+ * without it), so they are atomic, and a bitmap rather than a page flag
+ * lets "does this block hold memory, and where" read eight words instead
+ * of 512 descriptors. A
  * block whose last slot is freed keeps its memory if it is the only such
  * cached block (STAGING_CACHE_BLOCKS, HUGE_CACHE_BLOCKS for the huge
  * part), and is otherwise emptied with MADV_DONTNEED, or for a huge block
@@ -106,8 +110,11 @@
 #define ANY_SLOT BLOCK_PAGES
 #define NO_BLOCK (-1L)
 
+#define BLOCK_WORDS (BLOCK_PAGES / 64)
+
 struct staging_block {
-	uint64_t used[BLOCK_PAGES / 64];
+	uint64_t used[BLOCK_WORDS];
+	uint64_t filled[BLOCK_WORDS];	/* may hold memory; atomic */
 	unsigned int nused;
 	bool maybe_table;	/* huge part: may hold a page table */
 };
@@ -166,8 +173,33 @@ static bool slot_busy(const struct staging_block *b, unsigned int slot)
 
 static bool slot_filled(unsigned long blk, unsigned int slot)
 {
-	return __atomic_load_n(&slot_page(blk, slot)->flags, __ATOMIC_RELAXED) &
-	       HETMEM_PGF_FILLED;
+	return (__atomic_load_n(&st.blocks[blk].filled[slot / 64], __ATOMIC_RELAXED) >>
+		(slot % 64)) & 1;
+}
+
+/* The bits of [slot, slot + nr) within word @w of a block's bitmap. */
+static uint64_t word_mask(unsigned int w, unsigned int slot, unsigned int nr)
+{
+	unsigned int lo = slot > w * 64 ? slot - w * 64 : 0;
+	unsigned int hi = slot + nr < (w + 1) * 64 ? slot + nr - w * 64 : 64;
+
+	if (lo >= hi)
+		return 0;
+	return (hi - lo == 64 ? ~0ULL : ((1ULL << (hi - lo)) - 1)) << lo;
+}
+
+/* Set (@on) or clear the filled bits of @nr slots of @blk from @slot on. */
+static void slots_mark(unsigned long blk, unsigned int slot, unsigned int nr, bool on)
+{
+	uint64_t *words = st.blocks[blk].filled, m;
+
+	for (unsigned int w = slot / 64; w < BLOCK_WORDS && w * 64 < slot + nr; w++) {
+		m = word_mask(w, slot, nr);
+		if (on)
+			__atomic_fetch_or(&words[w], m, __ATOMIC_RELAXED);
+		else if (__atomic_load_n(&words[w], __ATOMIC_RELAXED) & m)
+			__atomic_fetch_and(&words[w], ~m, __ATOMIC_RELAXED);
+	}
 }
 
 static void set_cached(unsigned int small, unsigned int huge)
@@ -204,24 +236,15 @@ static void recent_push(long blk)
 /* Discard the memory of @nr slots from @slot on. */
 static void slots_discard(unsigned long blk, unsigned int slot, unsigned int nr)
 {
-	unsigned int i;
-
 	madvise((void *)slot_addr(blk, slot), (size_t)nr * HETMEM_PAGE_SIZE,
 		MADV_DONTNEED);
-	for (i = 0; i < nr; i++) {
-		/* Most slots are empty: a locked operation only where needed. */
-		if (slot_filled(blk, slot + i))
-			__atomic_fetch_and(&slot_page(blk, slot + i)->flags,
-					   ~HETMEM_PGF_FILLED, __ATOMIC_RELAXED);
-	}
+	slots_mark(blk, slot, nr, false);
 }
 
 static bool block_filled(unsigned long blk)
 {
-	unsigned int i;
-
-	for (i = 0; i < BLOCK_PAGES; i++)
-		if (slot_filled(blk, i))
+	for (unsigned int w = 0; w < BLOCK_WORDS; w++)
+		if (__atomic_load_n(&st.blocks[blk].filled[w], __ATOMIC_RELAXED))
 			return true;
 	return false;
 }
@@ -273,8 +296,8 @@ static struct page *slot_claim(unsigned long blk, unsigned int slot, bool empty)
 	page->zone_device_data = NULL;
 	page->index = 0;
 	page->mm = NULL;
-	__atomic_store_n(&page->flags, HETMEM_PGF_STAGING | HETMEM_PGF_FILLED,
-			 __ATOMIC_RELAXED);
+	slots_mark(blk, slot, 1, true);
+	__atomic_store_n(&page->flags, HETMEM_PGF_STAGING, __ATOMIC_RELAXED);
 	__atomic_store_n(&page->_refcount, 1, __ATOMIC_RELEASE);
 	return page;
 }
@@ -348,9 +371,7 @@ static int block_scrub(unsigned long blk)
 	madvise((void *)addr, BLOCK_BYTES, MADV_HUGEPAGE);
 	if (ioctl(st.uffd, UFFDIO_REGISTER, &reg))
 		return -errno;
-	for (unsigned int i = 0; i < BLOCK_PAGES; i++)
-		__atomic_fetch_and(&slot_page(blk, i)->flags, ~HETMEM_PGF_FILLED,
-				   __ATOMIC_RELAXED);
+	slots_mark(blk, 0, BLOCK_PAGES, false);
 	return 0;
 }
 
@@ -656,18 +677,29 @@ static struct page *staging_alloc_any(unsigned int order)
 	return page;
 }
 
+/* Mark the slots of pages [idx, idx + nr) of the arena filled or not. */
+static void pages_mark(unsigned long idx, unsigned long nr, bool on)
+{
+	unsigned long end = idx + nr, blk, n;
+
+	for (; idx < end; idx += n) {
+		blk = idx / BLOCK_PAGES;
+		n = end - idx < BLOCK_PAGES - idx % BLOCK_PAGES ?
+		    end - idx : BLOCK_PAGES - idx % BLOCK_PAGES;
+		slots_mark(blk, (unsigned int)(idx % BLOCK_PAGES), (unsigned int)n, on);
+	}
+}
+
 static void mark_filled(unsigned long addr, unsigned long len)
 {
-	unsigned long pfn = addr >> HETMEM_PAGE_SHIFT;
-	unsigned long end = (addr + len + HETMEM_PAGE_SIZE - 1) >> HETMEM_PAGE_SHIFT;
-	struct page *page;
+	unsigned long idx = (addr - st.base) >> HETMEM_PAGE_SHIFT;
+	unsigned long nr = (len + HETMEM_PAGE_SIZE - 1) >> HETMEM_PAGE_SHIFT;
 
-	for (; pfn < end; pfn++) {
-		page = hetmem_staging_pfn_to_page(pfn);
-		if (page)
-			__atomic_fetch_or(&page->flags, HETMEM_PGF_FILLED,
-					  __ATOMIC_RELAXED);
-	}
+	if (addr < st.base || idx >= st.nblocks * BLOCK_PAGES)
+		return;
+	if (nr > st.nblocks * BLOCK_PAGES - idx)
+		nr = st.nblocks * BLOCK_PAGES - idx;
+	pages_mark(idx, nr, true);
 }
 
 long hetmem_staging_move_in(unsigned long dst, unsigned long src,
@@ -701,11 +733,7 @@ long hetmem_staging_move_in(unsigned long dst, unsigned long src,
 
 void hetmem_staging_moved_out(struct page *page, unsigned long nr)
 {
-	unsigned long i;
-
-	for (i = 0; i < nr; i++)
-		__atomic_fetch_and(&page[i].flags, ~HETMEM_PGF_FILLED,
-				   __ATOMIC_RELAXED);
+	pages_mark((unsigned long)(page - st.pages), nr, false);
 }
 
 bool hetmem_staging_is_huge(const struct page *page)
@@ -725,6 +753,22 @@ void hetmem_staging_installed_whole(struct page *head, bool pmd)
 		st.blocks[blk].maybe_table = false;
 }
 
+/* Give slot @idx of the arena back (order 0 or a whole huge folio). */
+static void slots_put(unsigned long idx, unsigned long nr, bool filled, bool pmd)
+{
+	unsigned long blk = idx / BLOCK_PAGES, i;
+	struct staging_block *b = &st.blocks[blk];
+
+	for (i = idx % BLOCK_PAGES; i < idx % BLOCK_PAGES + nr; i++)
+		b->used[i / 64] &= ~(1ULL << (i % 64));
+	b->nused -= (unsigned int)nr;
+	st.nused -= nr;
+	if (!b->nused && block_is_huge(blk))
+		huge_release(blk, filled, pmd);
+	else if (!b->nused)
+		block_release(blk);
+}
+
 void hetmem_staging_free(struct page *page)
 {
 	unsigned long idx = (unsigned long)(page - st.pages);
@@ -732,28 +776,42 @@ void hetmem_staging_free(struct page *page)
 	unsigned int order = (__atomic_load_n(&page->flags, __ATOMIC_RELAXED) &
 			      HETMEM_PGF_ORDER_MASK) >> HETMEM_PGF_ORDER_SHIFT;
 	unsigned long nr = 1UL << order;
-	struct staging_block *b = &st.blocks[blk];
-	bool huge = block_is_huge(blk), filled = false, pmd = false;
+	bool filled = false, pmd = false;
 
-	if (huge) {	/* system calls before the lock: the block is ours */
+	if (block_is_huge(blk)) {	/* system calls before the lock: the block is ours */
 		filled = block_filled(blk);
 		pmd = filled && hetmem_page_mapped_huge(slot_addr(blk, 0));
 	}
 	for (i = 1; i < nr; i++)
 		__atomic_fetch_and(&page[i].flags, ~(HETMEM_PGF_TAIL | HETMEM_PGF_TAIL_MASK),
 				   __ATOMIC_RELAXED);
-	__atomic_fetch_and(&page->flags, ~HETMEM_PGF_ORDER_MASK, __ATOMIC_RELAXED);
+	if (order)
+		__atomic_fetch_and(&page->flags, ~HETMEM_PGF_ORDER_MASK, __ATOMIC_RELAXED);
 	hetmem_mutex_lock(&st_lock);
-	for (i = idx % BLOCK_PAGES; i < idx % BLOCK_PAGES + nr; i++)
-		b->used[i / 64] &= ~(1ULL << (i % 64));
-	b->nused -= (unsigned int)nr;
-	st.nused -= nr;
-	if (!b->nused && huge)
-		huge_release(blk, filled, pmd);
-	else if (!b->nused)
-		block_release(blk);
+	slots_put(idx, nr, filled, pmd);
 	hetmem_mutex_unlock(&st_lock);
 	hetmem_devmem_count(staging_pages, -nr);
+}
+
+void hetmem_staging_free_pages(struct page **pages, unsigned long n)
+{
+	unsigned long i, idx, small = 0;
+
+	for (i = 0; i < n; i++) {
+		idx = (unsigned long)(pages[i] - st.pages);
+		if ((__atomic_load_n(&pages[i]->flags, __ATOMIC_RELAXED) &
+		     HETMEM_PGF_ORDER_MASK) || block_is_huge(idx / BLOCK_PAGES))
+			hetmem_staging_free(pages[i]);
+		else
+			pages[small++] = pages[i];
+	}
+	if (!small)
+		return;
+	hetmem_mutex_lock(&st_lock);
+	for (i = 0; i < small; i++)
+		slots_put((unsigned long)(pages[i] - st.pages), 1, false, false);
+	hetmem_mutex_unlock(&st_lock);
+	hetmem_devmem_count(staging_pages, -small);
 }
 
 /* ---- the public allocator ---- */
