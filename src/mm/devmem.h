@@ -115,6 +115,15 @@ void hetmem_staging_installed_whole(struct page *head, bool pmd);
 void hetmem_staging_free(struct page *page);
 
 /*
+ * Up to @n consecutive order-0 staging pages for the consecutive pages
+ * from @addr (one 2 MiB window), allocated under one hold of the lock as
+ * hetmem_staging_alloc() would one by one; stops early where the next
+ * page would not follow. Returns how many are in @pages.
+ */
+unsigned long hetmem_staging_alloc_run(unsigned long addr, unsigned long n,
+				       bool empty, struct page **pages);
+
+/*
  * hetmem_staging_free() of @n pages at once, under one hold of the
  * allocator lock; reorders @pages.
  */
@@ -220,7 +229,7 @@ int hetmem_exclusive_restore(struct mm_struct *mm, unsigned long addr,
  * staging pages @pages (consecutive); see migrate.c.
  */
 long hetmem_migrate_move_out(unsigned long addr, unsigned long n,
-			     struct page **pages, bool *moved);
+			     struct page **pages, bool *moved, bool stop_early);
 /*
  * Move a staging run back into the application; returns pages installed.
  * Part of a huge staging folio is copied instead; a whole one that moved

@@ -87,7 +87,7 @@ static int excl_take(struct mm_struct *mm, unsigned long addr, struct page *page
 	hetmem_mutex_unlock(&mm->dev_lock);
 	if (ret)
 		return (int)ret;
-	ret = hetmem_migrate_move_out(addr, 1, &page, &moved);
+	ret = hetmem_migrate_move_out(addr, 1, &page, &moved, false);
 	if (ret >= 0 && !moved)
 		ret = -ENOENT;	/* the page went away meanwhile */
 	hetmem_mutex_lock(&mm->dev_lock);

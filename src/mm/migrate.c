@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/sysinfo.h>
 #include <unistd.h>
 #include <linux/userfaultfd.h>
 
@@ -67,6 +68,32 @@
  */
 
 /**
+ * DOC: Moving before looking
+ *
+ * The kernel classifies each page-table entry as it collects it: a hole
+ * or the zero page has nothing to copy, a swapped-out or special entry is
+ * not collected. Asking the page tables (PAGEMAP_SCAN) costs about as
+ * much as moving 16 pages, so in the common case hetmem does not ask
+ * first. It marks the pages MIGRATING, then moves each run as though it
+ * held plain pages. UFFDIO_MOVE itself tells what is not one: it stops
+ * at a hole (ENOENT) or a guard page (EFAULT). From the first page that
+ * did not move, the rest of the run is classified from a snapshot taken
+ * then, and handled the careful way. Of the pages that did move, only
+ * the zero page is not what it seems (UFFDIO_MOVE moves it like a page);
+ * only a page whose first 64 bytes are zero can be it, and those alone
+ * are looked up, in the staging area where they now are.
+ *
+ * Moving first is not done when a page could be swapped out (the system
+ * has swap space; UFFDIO_MOVE would move the swap entry, and the kernel
+ * does not collect such a page), nor when MIGRATE_VMA_SELECT_COMPOUND
+ * asks for a range that contains a whole PMD window (the window must be
+ * known to be one huge page or one hole before anything moves). Swap
+ * space is read with sysinfo() at most once a second, so for up to a
+ * second after swapon(), a swapped-out page can be collected and swapped
+ * in by the driver's copy instead of being left out.
+ */
+
+/**
  * DOC: Huge pages
  *
  * With MIGRATE_VMA_SELECT_COMPOUND, a PMD-aligned 2 MiB window of the
@@ -108,6 +135,7 @@ enum mig_kind {
 #define MF_COMPOUND	0x01	/* a PMD-sized entry; the next 511 are KIND_TAIL */
 #define MF_LOCKED	0x02	/* this entry took its folio's lock */
 #define MF_HUGE		0x04	/* the snapshot saw a PMD-mapped huge page */
+#define MF_GUESS	0x08	/* KIND_MOVED unclassified: moved optimistically */
 
 struct hetmem_migrate {
 	struct mm_struct *mm;
@@ -348,15 +376,31 @@ static void mig_collect(struct migrate_vma *args, struct hetmem_migrate *mig)
 
 static void mig_drop(struct migrate_vma *args, struct hetmem_migrate *mig,
 		     unsigned long i);
+static void mig_detach(struct migrate_vma *args, struct hetmem_migrate *mig,
+		       unsigned long from, unsigned long to);
 static bool mig_set_entry(struct mm_struct *mm, unsigned long addr, uint64_t e);
 
-/* What a marked system page is, from a snapshot taken after the marks. */
+/*
+ * What the marked system pages of [from, to) are, from a snapshot taken
+ * after the marks (pending ones, or ones only guessed to be pages).
+ */
 static void mig_classify(struct migrate_vma *args, struct hetmem_migrate *mig,
-			 const uint16_t *cats)
+			 unsigned long from, unsigned long to)
 {
-	for (unsigned long i = 0; i < args->npages; i++) {
-		uint16_t cat = cats ? cats[i] : HETMEM_PG_SWAPPED;
+	uint16_t *cats = calloc(to - from, sizeof(*cats));
 
+	if (cats && hetmem_pagemap_snapshot(mig->mm, mig_addr(args, from),
+					    mig_addr(args, to), cats)) {
+		free(cats);
+		cats = NULL;	/* cannot see the pages: none is collected */
+	}
+	for (unsigned long i = from; i < to; i++) {
+		uint16_t cat = cats ? cats[i - from] : HETMEM_PG_SWAPPED;
+
+		if (mig->fl[i] & MF_GUESS) {
+			mig->fl[i] &= ~MF_GUESS;
+			mig->kind[i] = KIND_PENDING;
+		}
 		if (mig->kind[i] != KIND_PENDING)
 			continue;
 		if (cat & (HETMEM_PG_SWAPPED | HETMEM_PG_FILE | HETMEM_PG_GUARD)) {
@@ -371,6 +415,7 @@ static void mig_classify(struct migrate_vma *args, struct hetmem_migrate *mig,
 				mig->fl[i] |= MF_HUGE;
 		}
 	}
+	free(cats);
 }
 
 /* Page @i could not be detached: forget it. */
@@ -415,32 +460,16 @@ static void mig_detached(struct migrate_vma *args, struct hetmem_migrate *mig,
 
 /* ---- setup: detaching by moving ---- */
 
-/* Staging pages for the run [i, i + n): consecutive, or fewer returned. */
-static unsigned long mig_stage(struct migrate_vma *args, unsigned long i,
-			       unsigned long n, struct page **pages)
-{
-	unsigned long k;
-
-	for (k = 0; k < n; k++) {
-		pages[k] = hetmem_staging_alloc(0, mig_addr(args, i + k), true);
-		if (!pages[k] || (k && page_to_pfn(pages[k]) !=
-				  page_to_pfn(pages[k - 1]) + 1)) {
-			if (pages[k])
-				put_page(pages[k]);
-			break;
-		}
-	}
-	return k;
-}
-
 /*
  * Move [addr, addr + n pages) into @pages. A hole that appeared meanwhile
- * (ENOENT) is skipped page by page; a shared page (EBUSY) is made
- * exclusive once. Returns the pages handled, with @moved[] saying which
- * moved, or -errno when the rest of the run must take the copy path.
+ * (ENOENT) or a guard page (EFAULT) is skipped page by page; a shared
+ * page (EBUSY) is made exclusive once. Returns the pages handled, with
+ * @moved[] saying which moved, or -errno when the rest of the run must
+ * take the copy path. With @stop_early, the first page that does not
+ * move ends the call instead: the pages handled are the moved prefix.
  */
 long hetmem_migrate_move_out(unsigned long addr, unsigned long n,
-			     struct page **pages, bool *moved)
+			     struct page **pages, bool *moved, bool stop_early)
 {
 	unsigned long done = 0, step;
 	bool unshared = false, cleared = false;
@@ -457,7 +486,9 @@ long hetmem_migrate_move_out(unsigned long addr, unsigned long n,
 		done += step;
 		if (ret >= 0)
 			continue;
-		if (ret == -ENOENT) {
+		if (stop_early)
+			return (long)done;
+		if (ret == -ENOENT || ret == -EFAULT) {
 			moved[done++] = false;
 		} else if (ret == -EEXIST && !cleared) {
 			/*
@@ -518,6 +549,38 @@ static int mig_copy_run(struct migrate_vma *args, struct hetmem_migrate *mig,
 	return 0;
 }
 
+/*
+ * Pages [i, i + n) were moved without being classified: each is a page
+ * unless it was the zero page, which moves like one. Only a page whose
+ * first bytes read as zero can be it, and only those are looked up.
+ */
+static void mig_unguess(struct migrate_vma *args, struct hetmem_migrate *mig,
+			unsigned long i, unsigned long n, struct page **pages)
+{
+	unsigned long k, lo = n, hi = 0;
+	uint16_t *cats;
+
+	for (k = 0; k < n; k++) {
+		const uint64_t *w = page_address(pages[k]);
+
+		mig->fl[i + k] &= ~MF_GUESS;
+		if (!(w[0] | w[1] | w[2] | w[3] | w[4] | w[5] | w[6] | w[7])) {
+			lo = lo < k ? lo : k;
+			hi = k + 1;
+		}
+	}
+	if (lo >= hi || !(cats = calloc(hi - lo, sizeof(*cats))))
+		return;
+	if (!hetmem_pagemap_snapshot(mig->mm, (unsigned long)page_address(pages[lo]),
+				     (unsigned long)page_address(pages[hi - 1]) +
+				     HETMEM_PAGE_SIZE, cats)) {
+		for (k = lo; k < hi; k++)
+			if (cats[k - lo] & HETMEM_PG_PFNZERO)
+				mig->kind[i + k] = KIND_ZERO;
+	}
+	free(cats);
+}
+
 /* Detach the run of system pages [i, i + n), all in one 2 MiB window. */
 static void mig_detach_run(struct migrate_vma *args, struct hetmem_migrate *mig,
 			   unsigned long i, unsigned long n)
@@ -525,11 +588,23 @@ static void mig_detach_run(struct migrate_vma *args, struct hetmem_migrate *mig,
 	struct page *pages[WINDOW_PAGES];
 	uint8_t how[WINDOW_PAGES] = { KIND_NONE };
 	bool moved[WINDOW_PAGES] = { false };
-	unsigned long k, got = mig_stage(args, i, n, pages);
-	long done = got ? hetmem_migrate_move_out(mig_addr(args, i), got, pages, moved) : 0;
+	bool guess = mig->fl[i] & MF_GUESS;
+	/* Consecutive staging pages, so that one move takes the run. */
+	unsigned long k, got = hetmem_staging_alloc_run(mig_addr(args, i), n, true, pages);
+	long done = got ? hetmem_migrate_move_out(mig_addr(args, i), got, pages, moved,
+						  guess) : 0;
 
 	if (done < 0)
 		done = 0;
+	if (guess && (unsigned long)done < n) {
+		/* Something is not a plain page: look before going on. */
+		hetmem_put_pages(pages + done, got - done);
+		mig_classify(args, mig, i + done, i + n);
+		mig_detach(args, mig, i + done, i + n);
+		n = got = (unsigned long)done;
+	}
+	if (guess)
+		mig_unguess(args, mig, i, n, pages);
 	for (k = 0; k < (unsigned long)done; k++)
 		how[k] = moved[k] ? KIND_MOVED : KIND_NONE;
 	if ((unsigned long)done < got && !mig->on_monitor &&
@@ -555,17 +630,18 @@ static bool mig_to_detach(const struct migrate_vma *args,
 	       !args->src[i];
 }
 
-/* Detach every system page, run by run within 2 MiB windows. */
-static void mig_detach(struct migrate_vma *args, struct hetmem_migrate *mig)
+/* Detach the system pages of [from, to), run by run within 2 MiB windows. */
+static void mig_detach(struct migrate_vma *args, struct hetmem_migrate *mig,
+		       unsigned long from, unsigned long to)
 {
-	unsigned long i = 0, j;
+	unsigned long i = from, j;
 
-	while (i < args->npages) {
+	while (i < to) {
 		if (!mig_to_detach(args, mig, i)) {
 			i++;
 			continue;
 		}
-		for (j = i + 1; j < args->npages && mig_to_detach(args, mig, j) &&
+		for (j = i + 1; j < to && mig_to_detach(args, mig, j) &&
 		     (mig_addr(args, j) & (HETMEM_PMD_SIZE - 1)); j++)
 			;
 		mig_detach_run(args, mig, i, j - i);
@@ -696,27 +772,56 @@ static int mig_prepare(struct migrate_vma *args, struct hetmem_migrate *mig)
 	return 0;
 }
 
+/* Whether any swap space exists, read again at most once a second. */
+static bool system_has_swap(void)
+{
+	static int64_t read_at = -1;
+	static bool has;
+	int64_t now = hetmem_ktime_get();
+	struct sysinfo si;
+
+	if (__atomic_load_n(&read_at, __ATOMIC_ACQUIRE) < 0 ||
+	    now - __atomic_load_n(&read_at, __ATOMIC_RELAXED) > 1000LL * 1000 * 1000) {
+		__atomic_store_n(&has, sysinfo(&si) || si.totalswap, __ATOMIC_RELAXED);
+		__atomic_store_n(&read_at, now, __ATOMIC_RELEASE);
+	}
+	return __atomic_load_n(&has, __ATOMIC_RELAXED);
+}
+
+/*
+ * May the system pages be moved before they are classified (DOC: Moving
+ * before looking)? Not when a page could be swapped out, nor when a whole
+ * PMD window is to be collected as one huge page or one hole.
+ */
+static bool mig_may_guess(const struct migrate_vma *args)
+{
+	unsigned long first = (args->start + HETMEM_PMD_SIZE - 1) & ~(HETMEM_PMD_SIZE - 1);
+
+	if ((args->flags & MIGRATE_VMA_SELECT_COMPOUND) && first + HETMEM_PMD_SIZE <= args->end)
+		return false;
+	return !system_has_swap();
+}
+
 /* Collect and detach; the pages of [start, end) are then the migration's. */
 static void mig_gather(struct migrate_vma *args, struct hetmem_migrate *mig)
 {
-	uint16_t *cats = NULL;
 	bool anon = mig_private_anon(mig->mm, args, mig);
 
 	mig->select_system = (args->flags & MIGRATE_VMA_SELECT_SYSTEM) && anon &&
 			     !hetmem_mm_watch_missing(mig->mm, args->start, args->end);
 	mig_collect(args, mig);
-	if (mig->select_system) {
-		cats = calloc(args->npages, sizeof(*cats));
-		if (cats && hetmem_pagemap_snapshot(mig->mm, args->start, args->end,
-						    cats)) {
-			free(cats);
-			cats = NULL;	/* cannot see the pages: none is collected */
+	if (mig->select_system && mig_may_guess(args)) {
+		for (unsigned long i = 0; i < args->npages; i++) {
+			if (mig->kind[i] != KIND_PENDING)
+				continue;
+			mig->kind[i] = KIND_MOVED;
+			mig->fl[i] |= MF_GUESS;
 		}
+	} else if (mig->select_system) {
+		mig_classify(args, mig, 0, args->npages);
 	}
-	mig_classify(args, mig, cats);
-	free(cats);
 	mig_detach_compound(args, mig);
-	mig_detach(args, mig);
+	mig_detach(args, mig, 0, args->npages);
 }
 
 /**

@@ -663,6 +663,31 @@ struct page *hetmem_staging_alloc(unsigned int order, unsigned long addr,
 	return page;
 }
 
+static void slots_put(unsigned long idx, unsigned long nr, bool filled, bool pmd);
+
+unsigned long hetmem_staging_alloc_run(unsigned long addr, unsigned long n,
+				       bool empty, struct page **pages)
+{
+	unsigned int slot = (unsigned int)(addr >> HETMEM_PAGE_SHIFT) % BLOCK_PAGES;
+	unsigned long k;
+
+	if (!staging_ready())
+		return 0;
+	hetmem_mutex_lock(&st_lock);
+	for (k = 0; k < n && slot + k < BLOCK_PAGES; k++) {
+		pages[k] = alloc_small(slot + (unsigned int)k, empty);
+		if (pages[k] && k && pages[k] != pages[k - 1] + 1) {
+			slots_put((unsigned long)(pages[k] - st.pages), 1, false, false);
+			pages[k] = NULL;
+		}
+		if (!pages[k])
+			break;
+	}
+	hetmem_mutex_unlock(&st_lock);
+	hetmem_devmem_count(staging_pages, k);
+	return k;
+}
+
 static struct page *staging_alloc_any(unsigned int order)
 {
 	struct page *page;

@@ -1097,6 +1097,75 @@ TEST_F(api, src_flags_and_decline)
 	munmap(p, 3 * PAGE);
 }
 
+/*
+ * The pages are moved before anything classifies them: the zero page
+ * amid real pages is still reported as a hole, while a real page that
+ * holds only zeros keeps its frame.
+ */
+TEST_F(api, zero_page_amid_pages)
+{
+	unsigned long src[4], dst[4] = { 0 };
+	char *p = map_anon(4, PROT_READ | PROT_WRITE);
+	struct migrate_vma args;
+	volatile char c;
+
+	ASSERT_NONNULL(p);
+	fill_pattern(p, 4, 0x1b000);
+	ASSERT_EQ(madvise(p + PAGE, PAGE, MADV_DONTNEED), 0);
+	c = p[PAGE];						/* zero page */
+	(void)c;
+	memset(p + 2 * PAGE, 0, PAGE);				/* zeros, a real page */
+	mmap_read_lock(self->mm);
+	args = (struct migrate_vma){ .vma = vma_lookup(self->mm, (uintptr_t)p),
+		.src = src, .dst = dst,
+		.start = (uintptr_t)p, .end = (uintptr_t)p + 4 * PAGE,
+		.pgmap_owner = &drv, .flags = MIGRATE_VMA_SELECT_SYSTEM };
+	ASSERT_NONNULL(args.vma);
+	ASSERT_EQ(migrate_vma_setup(&args), 0);
+	EXPECT_EQ(args.cpages, 4);
+	EXPECT_EQ(src[0] & (MIGRATE_PFN_MIGRATE | MIGRATE_PFN_VALID),
+		  MIGRATE_PFN_MIGRATE | MIGRATE_PFN_VALID);
+	if (have_zero_page_reporting())
+		EXPECT_EQ(src[1] & (MIGRATE_PFN_MIGRATE | MIGRATE_PFN_VALID), MIGRATE_PFN_MIGRATE);
+	EXPECT_EQ(src[2] & (MIGRATE_PFN_MIGRATE | MIGRATE_PFN_VALID),
+		  MIGRATE_PFN_MIGRATE | MIGRATE_PFN_VALID);
+	EXPECT_EQ(src[3] & (MIGRATE_PFN_MIGRATE | MIGRATE_PFN_VALID),
+		  MIGRATE_PFN_MIGRATE | MIGRATE_PFN_VALID);
+	migrate_vma_pages(&args);	/* all declined */
+	migrate_vma_finalize(&args);
+	mmap_read_unlock(self->mm);
+	EXPECT_TRUE(page_has_pattern(p, 0, 0x1b000));
+	EXPECT_TRUE(all_bytes(p + PAGE, 2 * PAGE, 0));
+	EXPECT_TRUE(page_has_pattern(p, 3, 0x1b000));
+	EXPECT_EQ(drv_get(&drv.nfree), DRV_PAGES);
+	munmap(p, 4 * PAGE);
+}
+
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102
+#endif
+
+/* A guard page amid pages is not collected; its neighbours are. */
+TEST_F(api, guard_page_amid_pages)
+{
+	unsigned long src[3], cpages = 0;
+	char *p = map_anon(3, PROT_READ | PROT_WRITE);
+
+	ASSERT_NONNULL(p);
+	fill_pattern(p, 3, 0x1c000);
+	if (madvise(p + PAGE, PAGE, MADV_GUARD_INSTALL)) {
+		munmap(p, 3 * PAGE);
+		SKIP(return, "no MADV_GUARD_INSTALL (Linux 6.13)");
+	}
+	ASSERT_EQ(drv_migrate(self->mm, p, 3, 0, src, &cpages), 0);
+	EXPECT_EQ(cpages, 2);
+	EXPECT_EQ(src[1], 0);
+	EXPECT_TRUE(page_has_pattern(p, 0, 0x1c000));	/* each comes back */
+	EXPECT_TRUE(page_has_pattern(p, 2, 0x1c000));
+	EXPECT_EQ(drv_get(&drv.m2r), 2);
+	munmap(p, 3 * PAGE);
+}
+
 static bool api_invalidate(struct mmu_interval_notifier *sub,
 			   const struct mmu_notifier_range *range,
 			   unsigned long cur_seq)
