@@ -987,18 +987,23 @@ static bool mig_window_migrating(struct mm_struct *mm, unsigned long addr)
 	return all;
 }
 
-/*
- * Subpages [from, to) of the device folio @head, mapped from @addr, are
- * back in system memory: their entries go now, with the mapping's
- * references (finalize restores the entries of the others).
- */
-static void mig_folio_left(struct mm_struct *mm, unsigned long addr,
-			   struct page *head, unsigned long from, unsigned long to)
+/* Page @j of a run: the subpage of @head, or the page @pfns[j] names. */
+static struct page *run_page(struct page *head, const unsigned long *pfns,
+			     unsigned long j)
 {
-	unsigned long vpn = addr >> HETMEM_PAGE_SHIFT, j, n = 0;
-	uint64_t left[HPAGE_PMD_NR / 64] = { 0 };
+	return pfns ? migrate_pfn_to_page(pfns[j]) : head + j;
+}
+
+/*
+ * Erase the entries of [vpn + from, vpn + to) that are still MIGRATING,
+ * under one hold of the table lock; @left gets a bit for each. At most 512.
+ */
+static void mig_erase_left(struct mm_struct *mm, unsigned long vpn, unsigned long from,
+			   unsigned long to, uint64_t *left)
+{
 	struct devtab_cursor c = { 0 };
 	bool all = true;
+	unsigned long j;
 
 	hetmem_mutex_lock(&mm->dev_lock);
 	for (j = from; j < to; j++) {
@@ -1015,12 +1020,33 @@ static void mig_folio_left(struct mm_struct *mm, unsigned long addr,
 			hetmem_radix_erase_range(&mm->devtab, vpn + j, vpn + j);
 	}
 	hetmem_mutex_unlock(&mm->dev_lock);
+}
+
+/*
+ * Device pages [from, to) of a run mapped from @addr (subpages of the
+ * folio @head, or the pages @pfns names) are back in system memory: their
+ * entries go now, with the mapping's references. With @all, an entry an
+ * event erased meanwhile loses its reference too (finalize: nothing else
+ * will); otherwise finalize restores those entries later.
+ */
+static void mig_left(struct mm_struct *mm, unsigned long addr, struct page *head,
+		     const unsigned long *pfns, unsigned long from, unsigned long to,
+		     bool all)
+{
+	uint64_t left[HPAGE_PMD_NR / 64] = { 0 };
+	unsigned long j, n = 0;
+	struct page *page;
+
+	mig_erase_left(mm, addr >> HETMEM_PAGE_SHIFT, from, to, left);
 	for (j = from; j < to; j++) {
-		if (!(left[j / 64] & (1ULL << (j % 64))))
+		bool was = left[j / 64] & (1ULL << (j % 64));
+
+		if (!was && !all)
 			continue;
-		page_set_map(head + j, NULL, 0);
-		put_page(head + j);	/* the mapping's reference */
-		n++;
+		page = run_page(head, pfns, j);
+		page_set_map(page, NULL, 0);
+		put_page(page);	/* the mapping's reference */
+		n += was;
 	}
 	hetmem_devmem_count(migrated_to_ram, n);
 }
@@ -1043,7 +1069,7 @@ static void mig_pages_folio_back(struct migrate_vma *args, struct hetmem_migrate
 	if (dst[0] & MIGRATE_PFN_COMPOUND) {
 		n = hetmem_migrate_install(mig->mm, addr, migrate_pfn_to_page(dst[0]),
 					   HPAGE_PMD_NR, mig->on_monitor);
-		mig_folio_left(mig->mm, addr, head, 0, n);
+		mig_left(mig->mm, addr, head, NULL, 0, n, false);
 		all = n == HPAGE_PMD_NR;
 	} else {
 		while (j < HPAGE_PMD_NR) {
@@ -1057,7 +1083,7 @@ static void mig_pages_folio_back(struct migrate_vma *args, struct hetmem_migrate
 			n = hetmem_migrate_install(mig->mm, addr + (j << HETMEM_PAGE_SHIFT),
 						   migrate_pfn_to_page(dst[j]), k - j,
 						   mig->on_monitor);
-			mig_folio_left(mig->mm, addr, head, j, j + n);
+			mig_left(mig->mm, addr, head, NULL, j, j + n, false);
 			all = all && n == k - j;
 			j = k;
 		}
@@ -1172,58 +1198,40 @@ static bool mig_set_entry(struct mm_struct *mm, unsigned long addr, uint64_t e)
 	return ours;
 }
 
-/* Page @i went to device page @dpage: the entry now names it. */
-static void mig_commit_to_device(struct migrate_vma *args, struct hetmem_migrate *mig,
-				 unsigned long i, struct page *dpage)
-{
-	unsigned long addr = mig_addr(args, i);
-	uint64_t flags = HETMEM_DEVTAB_DEVICE;
-
-	/*
-	 * Writable as the CPU mapping was (the kernel carries the PTE's
-	 * bit; every page hetmem detaches from a writable mapping was made
-	 * exclusive, so that is the mapping's permission), holes included.
-	 */
-	if (mig->vma_write)
-		flags |= HETMEM_DEVTAB_WRITE;
-	get_page(dpage);	/* the mapping's reference */
-	page_set_map(dpage, mig->mm, addr);
-	if (!mig_set_entry(mig->mm, addr,
-			   hetmem_devtab_entry(page_to_pfn(dpage), flags))) {
-		page_set_map(dpage, NULL, 0);	/* unmapped meanwhile */
-		put_page(dpage);
-		return;
-	}
-	hetmem_devmem_count(migrated_to_device, 1);
-}
-
 /*
- * A compound entry went to device folio @dhead: its 512 entries name the
- * subpages (one mapping reference each), in one hold of the table lock.
+ * Entries [i, i + n) went to device pages (the subpages of folio @dhead,
+ * or the pages @pfns names): the entries now name them, one mapping
+ * reference each, in one hold of the table lock. An entry that an event
+ * erased meanwhile (munmap) is left alone. At most 512.
+ *
+ * The entries are writable as the CPU mapping was (the kernel carries the
+ * PTE's bit; every page hetmem detaches from a writable mapping was made
+ * exclusive, so that is the mapping's permission), holes included.
  */
-static void mig_commit_folio(struct migrate_vma *args, struct hetmem_migrate *mig,
-			     unsigned long i, struct page *dhead)
+static void mig_commit_run(struct migrate_vma *args, struct hetmem_migrate *mig,
+			   unsigned long i, unsigned long n, struct page *dhead,
+			   const unsigned long *pfns)
 {
 	struct mm_struct *mm = mig->mm;
-	unsigned long addr = mig_addr(args, i), vpn = addr >> HETMEM_PAGE_SHIFT;
-	unsigned long pfn = page_to_pfn(dhead), j, n = 0;
+	unsigned long addr = mig_addr(args, i), vpn = addr >> HETMEM_PAGE_SHIFT, j, ok = 0;
 	uint64_t flags = HETMEM_DEVTAB_DEVICE | (mig->vma_write ? HETMEM_DEVTAB_WRITE : 0);
-
 	struct devtab_cursor c = { 0 };
+	struct page *dpage;
 	uint64_t *slot;
 
 	hetmem_mutex_lock(&mm->dev_lock);
-	for (j = 0; j < HPAGE_PMD_NR; j++) {
+	for (j = 0; j < n; j++) {
 		slot = devtab_slot(mm, &c, vpn + j);
 		if (!slot || hetmem_devtab_type(*slot) != HETMEM_DEVTAB_MIGRATING)
 			continue;	/* unmapped meanwhile */
-		get_page(dhead + j);	/* the mapping's reference */
-		page_set_map(dhead + j, mm, addr + (j << HETMEM_PAGE_SHIFT));
-		*slot = hetmem_devtab_entry(pfn + j, flags);
-		n++;
+		dpage = run_page(dhead, pfns, j);
+		get_page(dpage);	/* the mapping's reference */
+		page_set_map(dpage, mm, addr + (j << HETMEM_PAGE_SHIFT));
+		*slot = hetmem_devtab_entry(page_to_pfn(dpage), flags);
+		ok++;
 	}
 	hetmem_mutex_unlock(&mm->dev_lock);
-	hetmem_devmem_count(migrated_to_device, n);
+	hetmem_devmem_count(migrated_to_device, ok);
 }
 
 /*
@@ -1330,16 +1338,53 @@ static void mig_finalize_compound(struct migrate_vma *args, struct hetmem_migrat
 		return;
 	}
 	if (whole && is_device_private_page(migrate_pfn_to_page(dst[0]))) {
-		mig_commit_folio(args, mig, i, migrate_pfn_to_page(dst[0]));
+		mig_commit_run(args, mig, i, HPAGE_PMD_NR, migrate_pfn_to_page(dst[0]), NULL);
 		return;
 	}
 	for (unsigned long j = 0; j < HPAGE_PMD_NR; j++) {
 		d = whole ? NULL : migrate_pfn_to_page(dst[j]);
 		if (d && is_device_private_page(d))
-			mig_commit_to_device(args, mig, i + j, d);
+			mig_commit_run(args, mig, i + j, 1, NULL, dst + j);
 		else
 			mig_restore_page(args, mig, i + j, src ? src + j : NULL);
 	}
+}
+
+enum fin_class { FIN_OTHER, FIN_BACK, FIN_COMMIT };
+
+/* Entry @i: a device page that went back, a page that went to a device, other. */
+static enum fin_class mig_fin_class(const struct migrate_vma *args,
+				    const struct hetmem_migrate *mig, unsigned long i)
+{
+	struct page *dst = migrate_pfn_to_page(args->dst[i]);
+
+	if (!(args->src[i] & MIGRATE_PFN_MIGRATE) || (mig->fl[i] & MF_COMPOUND))
+		return FIN_OTHER;
+	if (mig->kind[i] == KIND_DEVICE)
+		return FIN_BACK;
+	return dst && is_device_private_page(dst) ? FIN_COMMIT : FIN_OTHER;
+}
+
+/*
+ * Finish the run of entries from @i that went the same way, within one
+ * 2 MiB window, under one hold of the table lock; the entries finished.
+ */
+static unsigned long mig_finalize_run(struct migrate_vma *args,
+				      struct hetmem_migrate *mig, unsigned long i)
+{
+	enum fin_class class = mig_fin_class(args, mig, i);
+	unsigned long n = 1;
+
+	if (class == FIN_OTHER)
+		return 0;
+	while (i + n < args->npages && (mig_addr(args, i + n) & (HETMEM_PMD_SIZE - 1)) &&
+	       mig_fin_class(args, mig, i + n) == class)
+		n++;
+	if (class == FIN_BACK)
+		mig_left(mig->mm, mig_addr(args, i), NULL, args->src + i, 0, n, true);
+	else
+		mig_commit_run(args, mig, i, n, NULL, args->dst + i);
+	return n;
 }
 
 static void mig_finalize_one(struct migrate_vma *args, struct hetmem_migrate *mig,
@@ -1351,16 +1396,12 @@ static void mig_finalize_one(struct migrate_vma *args, struct hetmem_migrate *mi
 	unsigned long addr = mig_addr(args, i);
 
 	if (mig->kind[i] == KIND_DEVICE) {
-		if (moved) {
-			mig_set_entry(mig->mm, addr, 0);
-			page_set_map(src, NULL, 0);
-			put_page(src);	/* the mapping's reference */
-			hetmem_devmem_count(migrated_to_ram, 1);
-		} else {
+		if (moved)
+			mig_left(mig->mm, addr, NULL, args->src + i, 0, 1, true);
+		else
 			mig_restore_device(args, i, mig, src);
-		}
 	} else if (moved && dst && is_device_private_page(dst)) {
-		mig_commit_to_device(args, mig, i, dst);
+		mig_commit_run(args, mig, i, 1, NULL, args->dst + i);
 	} else {
 		mig_restore_page(args, mig, i, src);
 	}
@@ -1434,11 +1475,13 @@ HETMEM_API void migrate_vma_finalize(struct migrate_vma *migrate)
 	if (!mig)
 		return;
 	mm = mig->mm;
-	for (unsigned long i = 0; i < migrate->npages; i++) {
+	for (unsigned long i = 0, n; i < migrate->npages; i++) {
 		if (mig->kind[i] == KIND_NONE || mig->kind[i] == KIND_TAIL)
 			continue;
 		if (mig->fl[i] & MF_COMPOUND)
 			mig_finalize_compound(migrate, mig, i);
+		else if ((n = mig_finalize_run(migrate, mig, i)))
+			i += n - 1;
 		else
 			mig_finalize_one(migrate, mig, i);
 	}
@@ -1556,7 +1599,7 @@ static bool dev_subpage_back(struct page *sub, struct page *dpage, bool on_monit
 	    !mig_still_migrating(mm, addr) ||
 	    !hetmem_migrate_install(mm, addr, dpage, 1, on_monitor))
 		return false;
-	mig_folio_left(mm, addr, sub, 0, 1);
+	mig_left(mm, addr, sub, NULL, 0, 1, false);
 	return true;
 }
 
@@ -1577,7 +1620,7 @@ static bool dev_folio_back(unsigned long *src, unsigned long *dst,
 
 	if (whole && dev_folio_mapped_whole(head, mm, addr)) {
 		n = hetmem_migrate_install(mm, addr, d, HPAGE_PMD_NR, on_monitor);
-		mig_folio_left(mm, addr, head, 0, n);
+		mig_left(mm, addr, head, NULL, 0, n, false);
 		j = n;
 	}
 	for (; j < HPAGE_PMD_NR; j++) {
