@@ -401,7 +401,7 @@ static int hmm_settle(struct hmm_range *range, struct mm_struct *mm)
 {
 	int64_t deadline = hetmem_ktime_get() +
 			   (int64_t)HMM_RANGE_DEFAULT_TIMEOUT * 1000000;
-	int ret = hetmem_mm_sync_events(mm, deadline);
+	int ret = hetmem_mm_sync_events(mm, deadline, true);
 
 	if (ret == -ETIMEDOUT)
 		return -EBUSY;

@@ -133,11 +133,15 @@ int hetmem_mm_watch_range(struct mm_struct *mm, const struct hetmem_vma *vma,
 			  unsigned long start, unsigned long end);
 
 /*
- * Wait until every address-space event queued before the call has been
- * delivered to the notifiers. -ETIMEDOUT at @deadline (absolute
- * CLOCK_MONOTONIC ns, negative for none), -EDEADLK on the monitor thread.
+ * Wait until every address-space event read before the call has been
+ * delivered to the notifiers; with @queued, also every event queued but
+ * not read yet (one poll() more). The system call that raised an event
+ * returns only once it is read, so without @queued the call covers every
+ * munmap(), madvise() and mremap() that returned before it. -ETIMEDOUT at
+ * @deadline (absolute CLOCK_MONOTONIC ns, negative for none), -EDEADLK on
+ * the monitor thread.
  */
-int hetmem_mm_sync_events(struct mm_struct *mm, int64_t deadline);
+int hetmem_mm_sync_events(struct mm_struct *mm, int64_t deadline, bool queued);
 
 /* True on the monitor thread (callbacks run there). */
 bool hetmem_mm_in_monitor(void);

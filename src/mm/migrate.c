@@ -524,7 +524,7 @@ static int mig_copy_run(struct migrate_vma *args, struct hetmem_migrate *mig,
 	int64_t deadline = hetmem_ktime_get() + 1000LL * 1000 * 1000;
 
 	while (ioctl(hetmem_mm_uffd(mm), UFFDIO_WRITEPROTECT, &wp)) {
-		if (errno != EAGAIN || hetmem_mm_sync_events(mm, deadline))
+		if (errno != EAGAIN || hetmem_mm_sync_events(mm, deadline, true))
 			return -errno;
 	}
 	for (unsigned long k = 0; k < n; k++)
@@ -540,7 +540,7 @@ static int mig_copy_run(struct migrate_vma *args, struct hetmem_migrate *mig,
 	 * The caller is released when the monitor reads the REMOVE, before
 	 * the monitor handles it: keep the range marked until it has.
 	 */
-	hetmem_mm_sync_events(mm, hetmem_ktime_get() + 1000LL * 1000 * 1000);
+	hetmem_mm_sync_events(mm, hetmem_ktime_get() + 1000LL * 1000 * 1000, false);
 	hetmem_mutex_lock(&mm->dev_lock);
 	mm->own_remove_start = mm->own_remove_end = 0;
 	hetmem_mutex_unlock(&mm->dev_lock);
@@ -767,7 +767,12 @@ static int mig_prepare(struct migrate_vma *args, struct hetmem_migrate *mig)
 	if (!mig->on_monitor) {
 		hetmem_down_read(&mm->fork_sem);
 		mig->fork_locked = true;
-		hetmem_mm_sync_events(mm, hetmem_ktime_get() + 1000LL * 1000 * 1000);
+		/*
+		 * Events of munmap()s and madvise()s that returned are read
+		 * already: wait for their delivery. One still in flight is
+		 * concurrent with this call, as it would be in the kernel.
+		 */
+		hetmem_mm_sync_events(mm, hetmem_ktime_get() + 1000LL * 1000 * 1000, false);
 	}
 	return 0;
 }
@@ -923,7 +928,7 @@ unsigned long hetmem_migrate_install(struct mm_struct *mm, unsigned long addr,
 		if (r == -EINVAL && !copy)
 			copy = true;	/* read-only mapping */
 		else if (r != -EAGAIN || on_monitor ||
-			 hetmem_mm_sync_events(mm, deadline))
+			 hetmem_mm_sync_events(mm, deadline, true))
 			break;
 	}
 	/* A whole huge folio moved: did it take the PMD (no table left)? */

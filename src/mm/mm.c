@@ -483,7 +483,7 @@ HETMEM_API int hetmem_mm_sync(struct mm_struct *mm, long timeout)
 {
 	if (!hetmem_mm_is_current(mm))
 		return -EINVAL;
-	return hetmem_mm_sync_events(mm, hetmem_timeout_to_deadline(timeout));
+	return hetmem_mm_sync_events(mm, hetmem_timeout_to_deadline(timeout), true);
 }
 
 /**

@@ -1181,20 +1181,21 @@ static bool undelivered(struct hetmem_mm_monitor *mon)
 	return pending;
 }
 
-int hetmem_mm_sync_events(struct mm_struct *mm, int64_t deadline)
+int hetmem_mm_sync_events(struct mm_struct *mm, int64_t deadline, bool queued)
 {
 	struct hetmem_mm_monitor *mon = __atomic_load_n(&mm->mon, __ATOMIC_ACQUIRE);
-	struct pollfd pfd;
+	struct pollfd pfd = { .revents = 0 };
 	uint32_t started, done;
 
 	if (on_monitor)
 		return -EDEADLK;
 	if (!mon)
 		return 0;
-	pfd.fd = mon->uffd;
-	pfd.events = POLLIN;
-	pfd.revents = 0;
-	poll(&pfd, 1, 0);
+	if (queued) {
+		pfd.fd = mon->uffd;
+		pfd.events = POLLIN;
+		poll(&pfd, 1, 0);
+	}
 	started = __atomic_load_n(&mon->cycle_started, __ATOMIC_SEQ_CST);
 	done = __atomic_load_n(&mon->cycle_done, __ATOMIC_SEQ_CST);
 	if ((pfd.revents & POLLIN) || undelivered(mon)) {
