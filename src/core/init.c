@@ -20,7 +20,7 @@
  * use locks or RCU.
  */
 
-static __thread int cached_tid;
+static HETMEM_TLS_HOT int cached_tid;
 
 int hetmem_gettid(void)
 {

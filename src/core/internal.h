@@ -19,6 +19,15 @@
 
 #define HETMEM_RET_IP (__builtin_return_address(0))
 
+/*
+ * Small per-thread state read on hot paths (every lock operation, every
+ * migration): the initial-exec model reaches it with one instruction
+ * instead of a __tls_get_addr() call. It takes a little of the static TLS
+ * space glibc reserves for libraries loaded with dlopen(); keep it to a
+ * few words per variable.
+ */
+#define HETMEM_TLS_HOT __thread __attribute__((tls_model("initial-exec")))
+
 /* Thread id of the caller, cached per thread and refreshed after fork. */
 int hetmem_gettid(void);
 

@@ -42,8 +42,8 @@
 #define WAKE_QUEUE_LEN 16
 
 /* Spinlocks held by this thread, and wakes waiting for the last release. */
-static __thread unsigned int spin_depth;
-static __thread unsigned int wake_len;
+static HETMEM_TLS_HOT unsigned int spin_depth;
+static HETMEM_TLS_HOT unsigned int wake_len;
 static __thread uint32_t *wake_queue[WAKE_QUEUE_LEN];
 
 static void flush_wakes(void)

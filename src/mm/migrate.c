@@ -937,6 +937,22 @@ unsigned long hetmem_migrate_install(struct mm_struct *mm, unsigned long addr,
 	return off >> HETMEM_PAGE_SHIFT;
 }
 
+/* How many entries from @addr on, up to @n, are still MIGRATING. */
+static unsigned long mig_migrating_prefix(struct mm_struct *mm, unsigned long addr,
+					  unsigned long n)
+{
+	unsigned long vpn = addr >> HETMEM_PAGE_SHIFT, k;
+	struct devtab_cursor c = { 0 };
+
+	hetmem_mutex_lock(&mm->dev_lock);
+	for (k = 0; k < n; k++) {
+		if (hetmem_devtab_type(devtab_get(mm, &c, vpn + k)) != HETMEM_DEVTAB_MIGRATING)
+			break;
+	}
+	hetmem_mutex_unlock(&mm->dev_lock);
+	return k;
+}
+
 /* Install the run of system destinations [i, i + n) back into the mapping. */
 static void mig_install_run(struct migrate_vma *args, struct hetmem_migrate *mig,
 			    unsigned long i, unsigned long n)
@@ -944,10 +960,7 @@ static void mig_install_run(struct migrate_vma *args, struct hetmem_migrate *mig
 	struct page *page = migrate_pfn_to_page(args->dst[i]);
 	unsigned long k;
 
-	for (k = 0; k < n; k++) {
-		if (!mig_still_migrating(mig->mm, mig_addr(args, i + k)))
-			break;
-	}
+	k = mig_migrating_prefix(mig->mm, mig_addr(args, i), n);
 	k = hetmem_migrate_install(mig->mm, mig_addr(args, i), page, k,
 				   mig->on_monitor);
 	for (; k < n; k++)
@@ -980,16 +993,7 @@ static bool mig_dst_device(unsigned long dst)
 /* Are the 512 entries from @addr all still MIGRATING? */
 static bool mig_window_migrating(struct mm_struct *mm, unsigned long addr)
 {
-	unsigned long vpn = addr >> HETMEM_PAGE_SHIFT;
-	struct devtab_cursor c = { 0 };
-	bool all = true;
-
-	hetmem_mutex_lock(&mm->dev_lock);
-	for (unsigned long j = 0; j < HPAGE_PMD_NR && all; j++)
-		all = hetmem_devtab_type(devtab_get(mm, &c, vpn + j)) ==
-		      HETMEM_DEVTAB_MIGRATING;
-	hetmem_mutex_unlock(&mm->dev_lock);
-	return all;
+	return mig_migrating_prefix(mm, addr, HPAGE_PMD_NR) == HPAGE_PMD_NR;
 }
 
 /* Page @j of a run: the subpage of @head, or the page @pfns[j] names. */

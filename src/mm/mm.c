@@ -258,8 +258,8 @@ HETMEM_API void mmdrop(struct mm_struct *mm)
  * changes whenever it takes or drops one, so that a mapping snapshot can
  * tell whether the hold it was taken under is still the current one.
  */
-static __thread unsigned int mmap_depth;
-static __thread unsigned long mmap_epoch;
+static HETMEM_TLS_HOT unsigned int mmap_depth;
+static HETMEM_TLS_HOT unsigned long mmap_epoch;
 
 static void mmap_hold(int delta)
 {

@@ -146,7 +146,7 @@ struct hetmem_mm_monitor {
 	struct seg_slab *slabs;
 };
 
-static __thread bool on_monitor;
+static HETMEM_TLS_HOT bool on_monitor;
 
 bool hetmem_mm_in_monitor(void)
 {
