@@ -265,25 +265,41 @@ static void bd_reset(void)
 	pthread_mutex_unlock(&bd.lock);
 }
 
+/*
+ * Up to @n device pages into @pages under one hold of the lock, as a
+ * driver hands out a run; how many (fewer when memory runs out).
+ */
+static unsigned long bd_alloc_pages(unsigned long n, struct page **pages)
+{
+	unsigned long k, b, i, idx[HPAGE_PMD_NR];
+
+	if (n > HPAGE_PMD_NR)
+		n = HPAGE_PMD_NR;
+	pthread_mutex_lock(&bd.lock);
+	for (k = 0; k < n; k++) {
+		if (!bd.nfree && bd.nblocks) {
+			b = bd.free_blocks[--bd.nblocks];
+			for (i = HPAGE_PMD_NR; i-- > 0;)
+				bd.free_pages[bd.nfree++] = (uint32_t)(b * HPAGE_PMD_NR + i);
+		}
+		if (!bd.nfree)
+			break;
+		idx[k] = bd.free_pages[--bd.nfree];
+	}
+	bd.used += k;
+	pthread_mutex_unlock(&bd.lock);
+	for (i = 0; i < k; i++) {
+		pages[i] = bd_page(idx[i]);
+		zone_device_page_init(pages[i]);
+	}
+	return k;
+}
+
 static struct page *bd_alloc_page(void)
 {
-	unsigned long idx, b, i;
+	struct page *page;
 
-	pthread_mutex_lock(&bd.lock);
-	if (!bd.nfree && bd.nblocks) {
-		b = bd.free_blocks[--bd.nblocks];
-		for (i = HPAGE_PMD_NR; i-- > 0;)
-			bd.free_pages[bd.nfree++] = (uint32_t)(b * HPAGE_PMD_NR + i);
-	}
-	if (!bd.nfree) {
-		pthread_mutex_unlock(&bd.lock);
-		return NULL;
-	}
-	idx = bd.free_pages[--bd.nfree];
-	bd.used++;
-	pthread_mutex_unlock(&bd.lock);
-	zone_device_page_init(bd_page(idx));
-	return bd_page(idx);
+	return bd_alloc_pages(1, &page) ? page : NULL;
 }
 
 static struct folio *bd_alloc_folio(void)
@@ -368,30 +384,42 @@ static int bd_to_dev_compound(struct migrate_vma *m, unsigned long i)
 	return 0;
 }
 
+/* Base entries [i, i + n) that migrate, each to a device page of one run. */
+static int bd_to_dev_run(struct migrate_vma *m, unsigned long i, unsigned long n)
+{
+	struct page *dpages[HPAGE_PMD_NR];
+	unsigned long k, got = bd_alloc_pages(n, dpages);
+
+	for (k = 0; k < got; k++) {
+		bd_copy_page(dpages[k], migrate_pfn_to_page(m->src[i + k]), 0, PG);
+		m->dst[i + k] = bd_dst(dpages[k], m->src[i + k]);
+	}
+	return got == n ? 0 : -ENOMEM;
+}
+
+static bool bd_base_entry(const struct migrate_vma *m, unsigned long i)
+{
+	return (m->src[i] & MIGRATE_PFN_MIGRATE) && !(m->src[i] & MIGRATE_PFN_COMPOUND);
+}
+
 static int bd_to_dev_copy(struct migrate_vma *m)
 {
-	unsigned long i, s;
-	struct page *dpage;
-	int ret;
+	unsigned long i = 0, n;
+	int ret = 0;
 
-	for (i = 0; i < m->npages; i++) {
-		s = m->src[i];
-		if (!(s & MIGRATE_PFN_MIGRATE))
-			continue;
-		if (s & MIGRATE_PFN_COMPOUND) {
-			ret = bd_to_dev_compound(m, i);
-			if (ret)
-				return ret;
-			i += HPAGE_PMD_NR - 1;
+	while (!ret && i < m->npages) {
+		if (m->src[i] & MIGRATE_PFN_COMPOUND) {
+			ret = (m->src[i] & MIGRATE_PFN_MIGRATE) ? bd_to_dev_compound(m, i) : 0;
+			i += HPAGE_PMD_NR;
 			continue;
 		}
-		dpage = bd_alloc_page();
-		if (!dpage)
-			return -ENOMEM;
-		bd_copy_page(dpage, migrate_pfn_to_page(s), 0, PG);
-		m->dst[i] = bd_dst(dpage, s);
+		for (n = 0; i + n < m->npages && n < HPAGE_PMD_NR && bd_base_entry(m, i + n); n++)
+			;
+		if (n)
+			ret = bd_to_dev_run(m, i, n);
+		i += n ? n : 1;
 	}
-	return 0;
+	return ret;
 }
 
 /* A device folio back to a system THP, or page by page. */
