@@ -937,19 +937,31 @@ unsigned long hetmem_migrate_install(struct mm_struct *mm, unsigned long addr,
 	return off >> HETMEM_PAGE_SHIFT;
 }
 
-/* How many entries from @addr on, up to @n, are still MIGRATING. */
+/* Bits of the entries of [vpn, vpn + n) that are MIGRATING; n <= 512. */
+static void mig_read_migrating(struct mm_struct *mm, unsigned long vpn,
+			       unsigned long n, uint64_t *bits)
+{
+	struct devtab_cursor c = { 0 };
+
+	memset(bits, 0, HPAGE_PMD_NR / 8);
+	hetmem_mutex_lock(&mm->dev_lock);
+	for (unsigned long k = 0; k < n; k++) {
+		if (hetmem_devtab_type(devtab_get(mm, &c, vpn + k)) == HETMEM_DEVTAB_MIGRATING)
+			bits[k / 64] |= 1ULL << (k % 64);
+	}
+	hetmem_mutex_unlock(&mm->dev_lock);
+}
+
+/* How many entries from @addr on, up to @n (<= 512), are still MIGRATING. */
 static unsigned long mig_migrating_prefix(struct mm_struct *mm, unsigned long addr,
 					  unsigned long n)
 {
-	unsigned long vpn = addr >> HETMEM_PAGE_SHIFT, k;
-	struct devtab_cursor c = { 0 };
+	uint64_t bits[HPAGE_PMD_NR / 64];
+	unsigned long k = 0;
 
-	hetmem_mutex_lock(&mm->dev_lock);
-	for (k = 0; k < n; k++) {
-		if (hetmem_devtab_type(devtab_get(mm, &c, vpn + k)) != HETMEM_DEVTAB_MIGRATING)
-			break;
-	}
-	hetmem_mutex_unlock(&mm->dev_lock);
+	mig_read_migrating(mm, addr >> HETMEM_PAGE_SHIFT, n, bits);
+	while (k < n && ((bits[k / 64] >> (k % 64)) & 1))
+		k++;
 	return k;
 }
 
@@ -1125,6 +1137,28 @@ static void mig_pages_compound(struct migrate_vma *args, struct hetmem_migrate *
 		args->src[i] &= ~MIGRATE_PFN_MIGRATE;
 }
 
+/* Which entries from one up to the end of its 2 MiB window are MIGRATING. */
+struct window_bits {
+	unsigned long from, to;
+	uint64_t bits[HPAGE_PMD_NR / 64];
+};
+
+/* Is entry @i still MIGRATING? Read for the rest of its window at once. */
+static bool mig_window_bit(struct migrate_vma *args, struct hetmem_migrate *mig,
+			   struct window_bits *w, unsigned long i)
+{
+	unsigned long off = (mig_addr(args, i) & (HETMEM_PMD_SIZE - 1)) >> HETMEM_PAGE_SHIFT;
+
+	if (i < w->from || i >= w->to) {
+		w->from = i;
+		w->to = i + HPAGE_PMD_NR - off < args->npages ? i + HPAGE_PMD_NR - off :
+								args->npages;
+		mig_read_migrating(mig->mm, mig_addr(args, i) >> HETMEM_PAGE_SHIFT,
+				   w->to - w->from, w->bits);
+	}
+	return (w->bits[(i - w->from) / 64] >> ((i - w->from) % 64)) & 1;
+}
+
 /**
  * migrate_vma_pages() - install the destinations the driver provided
  * @migrate: the migration after migrate_vma_setup() and the driver's copy
@@ -1142,6 +1176,7 @@ HETMEM_API void migrate_vma_pages(struct migrate_vma *migrate)
 {
 	struct migrate_vma *args = migrate;
 	struct hetmem_migrate *mig = args->priv;
+	struct window_bits w = { 0, 0, { 0 } };
 	unsigned long i = 0, j;
 
 	while (mig && i < args->npages) {
@@ -1155,7 +1190,7 @@ HETMEM_API void migrate_vma_pages(struct migrate_vma *migrate)
 			continue;
 		}
 		if (!(args->dst[i] & MIGRATE_PFN_VALID) ||
-		    !mig_still_migrating(mig->mm, mig_addr(args, i))) {
+		    !mig_window_bit(args, mig, &w, i)) {
 			args->src[i++] &= ~MIGRATE_PFN_MIGRATE;
 			continue;
 		}
