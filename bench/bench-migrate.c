@@ -276,16 +276,18 @@ static unsigned long bd_alloc_pages(unsigned long n, struct page **pages)
 	if (n > HPAGE_PMD_NR)
 		n = HPAGE_PMD_NR;
 	pthread_mutex_lock(&bd.lock);
-	for (k = 0; k < n; k++) {
-		if (!bd.nfree && bd.nblocks) {
-			b = bd.free_blocks[--bd.nblocks];
-			for (i = HPAGE_PMD_NR; i-- > 0;)
-				bd.free_pages[bd.nfree++] = (uint32_t)(b * HPAGE_PMD_NR + i);
-		}
-		if (!bd.nfree)
-			break;
-		idx[k] = bd.free_pages[--bd.nfree];
+	if (bd.nfree < n && bd.nblocks) {
+		/* Pages freed in address order come back out in that order. */
+		b = bd.free_blocks[--bd.nblocks];
+		memmove(bd.free_pages + HPAGE_PMD_NR, bd.free_pages, bd.nfree * sizeof(uint32_t));
+		for (i = 0; i < HPAGE_PMD_NR; i++)
+			bd.free_pages[i] = (uint32_t)(b * HPAGE_PMD_NR + i);
+		bd.nfree += HPAGE_PMD_NR;
 	}
+	k = n < bd.nfree ? n : bd.nfree;
+	bd.nfree -= k;
+	for (i = 0; i < k; i++)
+		idx[i] = bd.free_pages[bd.nfree + i];
 	bd.used += k;
 	pthread_mutex_unlock(&bd.lock);
 	for (i = 0; i < k; i++) {
@@ -384,15 +386,28 @@ static int bd_to_dev_compound(struct migrate_vma *m, unsigned long i)
 	return 0;
 }
 
-/* Base entries [i, i + n) that migrate, each to a device page of one run. */
+/*
+ * Base entries [i, i + n) that migrate, each to a device page of one run;
+ * a stretch contiguous on both sides is one copy, as a driver's DMA is.
+ */
 static int bd_to_dev_run(struct migrate_vma *m, unsigned long i, unsigned long n)
 {
 	struct page *dpages[HPAGE_PMD_NR];
-	unsigned long k, got = bd_alloc_pages(n, dpages);
+	unsigned long k, r, got = bd_alloc_pages(n, dpages);
 
-	for (k = 0; k < got; k++) {
-		bd_copy_page(dpages[k], migrate_pfn_to_page(m->src[i + k]), 0, PG);
-		m->dst[i + k] = bd_dst(dpages[k], m->src[i + k]);
+	for (k = 0; k < got; k += r) {
+		struct page *spage = migrate_pfn_to_page(m->src[i + k]);
+
+		for (r = 1; k + r < got && spage &&
+		     migrate_pfn_to_page(m->src[i + k + r]) == spage + r &&
+		     dpages[k + r] == dpages[k] + r; r++)
+			;
+		if (spage)
+			memcpy(page_address(dpages[k]), page_address(spage), r * PG);
+		else
+			memset(page_address(dpages[k]), 0, PG);
+		for (unsigned long q = 0; q < r; q++)
+			m->dst[i + k + q] = bd_dst(dpages[k + q], m->src[i + k + q]);
 	}
 	return got == n ? 0 : -ENOMEM;
 }
