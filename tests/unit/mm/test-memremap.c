@@ -569,6 +569,39 @@ TEST_F(memremap, staging_rss_falls_beyond_cache)
 	ASSERT_EQ(hetmem_staging_cached_bytes(), PMD);
 }
 
+/*
+ * Small blocks whose memory must go wait until a few more join them: the
+ * first freed block is the cached one, the next three wait (counted as
+ * cached memory, their contents still there), the fourth discards all four.
+ */
+TEST_F(memremap, staging_discards_batched)
+{
+	unsigned long a = 0x7f0000000000UL + 5 * PG;
+	struct page *p[5];
+	char *addr[5];
+	int i;
+
+	NEED_STAGING();
+	for (i = 0; i < 5; i++) {
+		p[i] = alloc_page_vma(0, NULL, a);	/* one slot: five blocks */
+		ASSERT_NONNULL(p[i]);
+		addr[i] = page_address(p[i]);
+		memset(addr[i], 0x40 + i, PG);
+	}
+	__free_page(p[0]);
+	ASSERT_EQ(hetmem_staging_cached_bytes(), PMD);
+	for (i = 1; i < 4; i++) {
+		__free_page(p[i]);
+		ASSERT_EQ(hetmem_staging_cached_bytes(), PMD + (uint64_t)i * PG);
+		ASSERT_EQ(addr[i][PG - 1], 0x40 + i);
+	}
+	__free_page(p[4]);
+	ASSERT_EQ(hetmem_staging_cached_bytes(), PMD);
+	for (i = 1; i < 5; i++)
+		ASSERT_EQ(addr[i][0], 0);	/* discarded: reads as a hole */
+	ASSERT_EQ(addr[0][0], 0x40);		/* the cached block kept its page */
+}
+
 /* ---- mapping lookups ---- */
 
 TEST_F(memremap, vma_lookup_and_find_vma)
